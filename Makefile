@@ -1,0 +1,36 @@
+# The README's two commands are the contract: `make demo` and `make test`, from a fresh clone.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.venv/numba-cache
+
+.PHONY: demo test validate bench lint venv clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11+ or run make PYTHON=python3"; exit 2; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/insitu demo --out insitu-demo
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 -q tests
+
+validate: $(STAMP)
+	$(PY) -m insitu.validation_runner --out validation/REPORT.md
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py --out benchmarks/results.json
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) insitu-demo .pytest_cache .ruff_cache
