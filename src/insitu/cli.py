@@ -1,0 +1,248 @@
+"""The ``insitu`` command line (typer + rich). Every InsituError prints one line and exits with 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from insitu.errors import InsituError
+
+app = typer.Typer(
+    name="insitu",
+    help="Plan and simulate image-guided minimally invasive tumour therapy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+error_console = Console(stderr=True)
+
+
+class _RichProgress:
+    """Adapts insitu's progress callback to a rich progress bar."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, stage: str, fraction: float, message: str = "") -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(stage, total=1.0)
+        self.progress.update(self.tasks[stage], completed=fraction, description=f"{stage}: {message}" if message else stage)
+
+
+def _progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=error_console, transient=True)
+
+
+def _tumor_specs(count: int, diameter_mm: float, segments: list[str], kind: str, near_vessel: str | None, vessel_distance_mm: float | None):
+    from insitu.patient.phantom import TumorSpec
+
+    default_segments = ["8", "6", "2", "5", "7", "3"]
+    chosen = segments or default_segments[:count]
+    if len(chosen) < count:
+        chosen = chosen + [s for s in default_segments if s not in chosen][: count - len(chosen)]
+    specs = []
+    for n in range(count):
+        specs.append(
+            TumorSpec(
+                diameter_mm=diameter_mm,
+                segment=chosen[n],
+                kind=kind,
+                near_vessel=near_vessel if n == 0 else None,
+                vessel_distance_mm=vessel_distance_mm if n == 0 else None,
+            )
+        )
+    return tuple(specs)
+
+
+@app.command()
+def phantom(
+    out: Annotated[Path, typer.Option("--out", help="folder to write the patient into")],
+    tumor_diameter_mm: Annotated[float, typer.Option(help="diameter of each tumour (mm)")] = 30.0,
+    tumor_segment: Annotated[list[str], typer.Option(help="Couinaud segment (1–8 or I–VIII); repeat for several tumours")] = [],  # noqa: B006
+    tumors: Annotated[int, typer.Option(help="number of tumours")] = 1,
+    tumor_kind: Annotated[str, typer.Option(help="hcc (hypervascular) or metastasis")] = "hcc",
+    near_vessel: Annotated[str | None, typer.Option(help="place the first tumour near portal_vein, hepatic_veins or hepatic_artery")] = None,
+    vessel_distance_mm: Annotated[float | None, typer.Option(help="gap between that tumour and the vessel (mm)")] = None,
+    lymph_nodes: Annotated[int, typer.Option(help="hilar lymph nodes (0–4)")] = 2,
+    seed: Annotated[int, typer.Option(help="random seed: same seed, same phantom")] = 0,
+    spacing_mm: Annotated[float, typer.Option(help="isotropic voxel spacing (mm)")] = 1.0,
+) -> None:
+    """Build the procedural upper-abdomen phantom and write it as a patient folder."""
+    from insitu.io.patient_folder import save_patient
+    from insitu.patient.phantom import PhantomSpec, make_phantom
+
+    if tumors < 0 or tumors > 6:
+        raise InsituError(f"--tumors {tumors} is outside 0–6", "give 0 to 6 tumours")
+    spec = PhantomSpec(
+        spacing_mm=spacing_mm,
+        tumors=_tumor_specs(tumors, tumor_diameter_mm, tumor_segment, tumor_kind, near_vessel, vessel_distance_mm),
+        seed=seed,
+        lymph_nodes=lymph_nodes,
+    )
+    _check_output_parent(out)
+    with _progress_bar() as bar:
+        patient = make_phantom(spec, progress=_RichProgress(bar))
+        save_patient(patient, out)
+    console.print(f"phantom written to [bold]{out}[/bold] ({patient.grid.describe()})")
+    _print_structures(patient)
+
+
+def _check_output_parent(out: Path) -> None:
+    """Fail before long work when the output cannot be written."""
+    from insitu.io.atomic import _prepare_parent, _require_replaceable
+
+    _prepare_parent(out)
+    _require_replaceable(out)
+
+
+@app.command()
+def info(
+    path: Annotated[Path, typer.Argument(help="patient folder or image file")],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Describe a patient: grid, structures (role, tissue, volume), vessel trees."""
+    from insitu.io.patient_folder import is_patient_folder, load_image_as_patient, load_patient
+
+    patient = load_patient(path) if is_patient_folder(path) or path.is_dir() else load_image_as_patient(path)
+    if as_json:
+        typer.echo(json.dumps(patient.summary(), indent=2))
+        return
+    console.print(f"[bold]{path}[/bold]: {patient.modality}, {patient.grid.describe()}")
+    _print_structures(patient)
+    if patient.trees:
+        table = Table(title="vessel trees")
+        for column in ("tree", "kind", "segments", "terminals", "root radius (mm)", "min radius (mm)", "volume (mL)"):
+            table.add_column(column, justify="right" if column != "tree" else "left")
+        for name, tree in patient.trees.items():
+            stats = tree.statistics()
+            table.add_row(
+                name, str(tree.kind), str(stats["n_segments"]), str(stats["n_terminals"]),
+                f"{stats['root_radius_mm']:.2f}", f"{stats['min_radius_mm']:.2f}", f"{stats['volume_ml']:.1f}",
+            )
+        console.print(table)
+
+
+def _print_structures(patient) -> None:
+    table = Table(title="structures")
+    for column in ("structure", "role", "tissue", "label", "volume (mL)"):
+        table.add_column(column, justify="right" if column in ("label", "volume (mL)") else "left")
+    for structure in patient.structures.values():
+        table.add_row(
+            structure.name, structure.role.value, structure.tissue, str(structure.label or "—"), f"{structure.volume_ml:.1f}"
+        )
+    console.print(table)
+
+
+@app.command()
+def therapies() -> None:
+    """List the therapies insitu knows and whether each is available in this version."""
+    from insitu.registry import therapies as registry
+
+    table = Table(title="therapies")
+    for column in ("name", "family", "status", "what it is"):
+        table.add_column(column)
+    for entry in registry():
+        status = entry.availability.value
+        if status == "planned":
+            status = f"planned ({entry.details.get('planned_in')})"
+        table.add_row(entry.name, entry.family, status, entry.summary)
+    console.print(table)
+
+
+@app.command()
+def devices(therapy: Annotated[str | None, typer.Option(help="only devices for this therapy")] = None) -> None:
+    """List the device catalog (applicators, probes, fibres) with their sources."""
+    from insitu.registry import devices as registry
+
+    table = Table(title="device catalog")
+    for column in ("name", "therapy", "kind", "parameters", "source"):
+        table.add_column(column)
+    for entry in registry():
+        device = entry.value
+        if therapy and device.therapy != therapy:
+            continue
+        params = ", ".join(f"{k}={v}" for k, v in device.parameters.items())
+        table.add_row(device.name, device.therapy, device.kind, params, device.sources[0])
+    console.print(table)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="folder for the demo outputs")] = Path("insitu-demo"),
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    spacing_mm: Annotated[float, typer.Option(help="voxel spacing (mm)")] = 1.0,
+) -> None:
+    """Build the phantom, write it, render orthogonal slices with overlays and print a summary."""
+    from insitu.io.atomic import atomic_directory
+    from insitu.io.patient_folder import save_patient
+    from insitu.patient.phantom import PhantomSpec, make_phantom
+    from insitu.report.figures import render_orthogonal_slices
+
+    t0 = time.perf_counter()
+    _check_output_parent(out)
+    with _progress_bar() as bar:
+        patient = make_phantom(PhantomSpec(spacing_mm=spacing_mm, seed=seed), progress=_RichProgress(bar))
+    with atomic_directory(out) as tmp:
+        save_patient(patient, tmp / "patient")
+        tumor = patient.targets[0]
+        figure = render_orthogonal_slices(
+            patient, tmp / "phantom_slices.png", center_mm=tumor.centroid_mm,
+            title=f"insitu phantom (seed {seed}): {tumor.name}, {tumor.equivalent_diameter_mm():.1f} mm "
+            f"{patient.metadata['tumors'][0]['kind'].upper()} in segment {patient.metadata['tumors'][0]['segment']}",
+        )
+        summary = {
+            "patient": "patient/",
+            "figure": figure.name,
+            "grid": patient.grid.to_dict(),
+            "structures": {s.name: round(s.volume_ml, 2) for s in patient.structures.values()},
+            "tumors": patient.metadata["tumors"],
+            "trees": {name: tree.statistics() for name, tree in patient.trees.items()},
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    console.print(f"[bold]insitu demo[/bold] → {out}/ ({summary['seconds']:.1f} s)")
+    console.print(f"  patient folder: {out}/patient   figure: {out}/phantom_slices.png")
+    liver = patient.structures["liver"]
+    console.print(f"  grid: {patient.grid.describe()}")
+    console.print(f"  liver {liver.volume_ml:.0f} mL; tumour {tumor.volume_ml:.1f} mL at {tuple(round(float(v)) for v in tumor.centroid_mm)} mm")
+    for name, tree in patient.trees.items():
+        stats = tree.statistics()
+        console.print(
+            f"  {name}: {stats['n_terminals']} terminals, radius {stats['root_radius_mm']:.1f} → {stats['min_radius_mm']:.2f} mm"
+        )
+
+
+def main() -> None:
+    """Entry point: run the app, turning InsituError into one line on stderr and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except InsituError as exc:
+        error_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        sys.exit(code)
+    except typer.Abort:
+        error_console.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in standalone_mode=False
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()
