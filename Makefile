@@ -20,10 +20,10 @@ demo: $(STAMP)
 	$(VENV)/bin/insitu demo --out insitu-demo
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q tests
+	$(PY) -m pytest -n 2 --dist loadfile -q tests
 
 validate: $(STAMP)
-	$(PY) -m insitu.validation_runner --out validation/REPORT.md
+	$(PY) -m insitu.validation --out validation/REPORT.md
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py --out benchmarks/results.json

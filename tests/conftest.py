@@ -30,7 +30,16 @@ def make_small_patient(direction: np.ndarray | None = None) -> Patient:
     image[tumor] = 120
     image[vessel] = 200
     structures = {
-        "liver": Structure("liver", Role.ORGAN, liver, grid, "liver", Code("SCT", "10200004", "Liver"), 1, (170, 90, 60)),
+        "liver": Structure(
+            "liver",
+            Role.ORGAN,
+            liver,
+            grid,
+            "liver",
+            Code("SCT", "10200004", "Liver"),
+            1,
+            (170, 90, 60),
+        ),
         "tumor": Structure("tumor", Role.TARGET, tumor, grid, "hcc", None, 2, (255, 220, 0)),
         "portal_vein": Structure("portal_vein", Role.VESSEL, vessel, grid, "blood", None, 3, (120, 60, 200)),
     }

@@ -61,9 +61,13 @@ def test_zero_direction_is_an_error():
 def test_segment_distances():
     assert distance_to_segment(np.array([[0.0, 3.0, 0.0]]), (-1, 0, 0), (1, 0, 0))[0] == pytest.approx(3.0)
     assert distance_to_segment(np.array([[4.0, 0.0, 0.0]]), (-1, 0, 0), (1, 0, 0))[0] == pytest.approx(3.0)
-    d = segment_segment_distance(np.array([0.0, 0, 0]), np.array([1.0, 0, 0]), np.array([0.5, 2, -1]), np.array([0.5, 2, 1]))
+    d = segment_segment_distance(
+        np.array([0.0, 0, 0]), np.array([1.0, 0, 0]), np.array([0.5, 2, -1]), np.array([0.5, 2, 1])
+    )
     assert d == pytest.approx(2.0)
-    parallel = segment_segment_distance(np.array([0.0, 0, 0]), np.array([1.0, 0, 0]), np.array([0.0, 1, 0]), np.array([1.0, 1, 0]))
+    parallel = segment_segment_distance(
+        np.array([0.0, 0, 0]), np.array([1.0, 0, 0]), np.array([0.0, 1, 0]), np.array([1.0, 1, 0])
+    )
     assert parallel == pytest.approx(1.0)
 
 

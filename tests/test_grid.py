@@ -21,7 +21,13 @@ def _grid(shape, spacing, origin, quaternion) -> Grid:
 
 
 @settings(max_examples=200, deadline=None)
-@given(shapes, spacings, origins, rotations, st.lists(st.tuples(*[st.floats(-1.0, 80.0)] * 3), min_size=1, max_size=20))
+@given(
+    shapes,
+    spacings,
+    origins,
+    rotations,
+    st.lists(st.tuples(*[st.floats(-1.0, 80.0)] * 3), min_size=1, max_size=20),
+)
 def test_index_world_round_trip_oblique_anisotropic(shape, spacing, origin, quaternion, points):
     grid = _grid(shape, spacing, origin, quaternion)
     ijk = np.asarray(points)
@@ -55,10 +61,14 @@ def test_distances_scale_with_spacing(shape, spacing, origin, quaternion):
 
 
 def test_affine_matches_itk_convention():
-    import SimpleITK as sitk
 
     direction = Rotation.from_euler("zyx", [20, -10, 5], degrees=True).as_matrix()
-    grid = Grid(shape=(5, 6, 7), spacing_mm=(0.7, 1.1, 2.5), origin_mm=(-10.0, 4.0, 33.0), direction=direction)
+    grid = Grid(
+        shape=(5, 6, 7),
+        spacing_mm=(0.7, 1.1, 2.5),
+        origin_mm=(-10.0, 4.0, 33.0),
+        direction=direction,
+    )
     image = grid.to_sitk(np.zeros(grid.shape, np.float32))
     for ijk in ([0, 0, 0], [6, 5, 4], [3, 1, 2]):
         expected = image.TransformIndexToPhysicalPoint([int(v) for v in ijk])
@@ -73,13 +83,16 @@ def test_crop_to_mask_with_margin_keeps_world_positions():
     sub, slices = grid.crop_to_mask(mask, margin_mm=4.0)
     # margins: 4 mm is 2 voxels in k (2 mm), 4 in j (1 mm), 8 in i (0.5 mm)
     assert sub.shape == (5 + 4, 2 + 8, 1 + 16)
-    np.testing.assert_allclose(sub.index_to_world([0, 0, 0]), grid.index_to_world([slices[2].start, slices[1].start, slices[0].start]))
+    np.testing.assert_allclose(
+        sub.index_to_world([0, 0, 0]),
+        grid.index_to_world([slices[2].start, slices[1].start, slices[0].start]),
+    )
     assert mask[slices].sum() == mask.sum()
 
 
 def test_crop_clips_to_the_grid_and_rejects_empty():
     grid = isotropic_grid((20, 20, 20), 1.0)
-    sub, slices = grid.crop((-5, -5, -5), (5, 30, 3))
+    sub, _ = grid.crop((-5, -5, -5), (5, 30, 3))
     assert sub.shape == (5, 20, 3)
     with pytest.raises(GridError, match="empty"):
         grid.crop((5, 5, 5), (5, 6, 6))

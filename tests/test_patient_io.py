@@ -12,13 +12,13 @@ import pytest
 import SimpleITK as sitk
 import yaml
 from scipy.spatial.transform import Rotation
+from tests.conftest import make_small_patient
 
 from insitu.errors import GridError, InputFileError, OutputError, StructureError, TissueError
 from insitu.geometry import lps_to_ras
 from insitu.io.images import read_image, write_image
 from insitu.io.patient_folder import load_patient, save_patient
 from insitu.patient.structure import Role, Structure
-from tests.conftest import make_small_patient
 
 
 def _assert_same_patient(a, b):
@@ -29,7 +29,13 @@ def _assert_same_patient(a, b):
     for name, s in a.structures.items():
         t = b.structures[name]
         np.testing.assert_array_equal(s.mask, t.mask)
-        assert (s.role, s.tissue, s.code, s.label, tuple(s.color_rgb)) == (t.role, t.tissue, t.code, t.label, tuple(t.color_rgb))
+        assert (s.role, s.tissue, s.code, s.label, tuple(s.color_rgb)) == (
+            t.role,
+            t.tissue,
+            t.code,
+            t.label,
+            tuple(t.color_rgb),
+        )
     assert a.metadata == b.metadata
 
 
@@ -44,7 +50,9 @@ def test_round_trip_oblique_grid_and_overlapping_masks(tmp_path):
     patient = make_small_patient(direction)
     liver = patient.structures["liver"]
     whole = liver.mask | patient.structures["tumor"].mask
-    patient.structures["liver"] = Structure("liver", Role.ORGAN, whole, patient.grid, "liver", liver.code, None, liver.color_rgb)
+    patient.structures["liver"] = Structure(
+        "liver", Role.ORGAN, whole, patient.grid, "liver", liver.code, None, liver.color_rgb
+    )
     assert patient.overlapping_pairs() == [("liver", "tumor")]
     save_patient(patient, tmp_path / "p")
     assert (tmp_path / "p" / "masks" / "liver.nii.gz").exists()
@@ -58,7 +66,11 @@ def test_structure_measures(small_patient):
     tumor = small_patient.structures["tumor"]
     expected_ml = 4.0 / 3.0 * np.pi * 5.0**3 / 1000.0
     assert tumor.volume_ml == pytest.approx(expected_ml, rel=0.12)
-    np.testing.assert_allclose(tumor.centroid_mm, small_patient.grid.index_to_world([17.5, 14.5, 11.5]) + [3, 0, 0], atol=0.3)
+    np.testing.assert_allclose(
+        tumor.centroid_mm,
+        small_patient.grid.index_to_world([17.5, 14.5, 11.5]) + [3, 0, 0],
+        atol=0.3,
+    )
     lo, hi = tumor.bounding_box_mm()
     assert np.all(hi - lo >= 8.0 - 1e-9) and np.all(hi - lo <= 10.0 + 2.0)  # voxel edges of a 10 mm sphere
     sd = tumor.signed_distance_mm()
@@ -109,24 +121,26 @@ def test_missing_folder_and_missing_yaml(tmp_path, folder):
     with pytest.raises(InputFileError, match="does not exist"):
         load_patient(tmp_path / "nope")
     (folder / "structures.yaml").unlink()
-    with pytest.raises(InputFileError, match="no structures.yaml"):
+    with pytest.raises(InputFileError, match=r"no structures.yaml"):
         load_patient(folder)
 
 
 def test_truncated_nifti(folder):
     data = (folder / "ct.nii.gz").read_bytes()
     (folder / "ct.nii.gz").write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputFileError, match="truncated or corrupt|cannot be read"):
+    with pytest.raises(InputFileError, match=r"truncated or corrupt|cannot be read"):
         load_patient(folder)
 
 
 def test_label_image_on_another_grid(folder, small_patient):
     labels, _ = small_patient.label_image()
     shifted = type(small_patient.grid)(
-        shape=small_patient.grid.shape, spacing_mm=small_patient.grid.spacing_mm, origin_mm=(0.0, 0.0, 0.0)
+        shape=small_patient.grid.shape,
+        spacing_mm=small_patient.grid.spacing_mm,
+        origin_mm=(0.0, 0.0, 0.0),
     )
     write_image(labels, shifted, folder / "labels.nii.gz")
-    with pytest.raises(GridError, match="label image labels.nii.gz is on a different grid"):
+    with pytest.raises(GridError, match=r"label image labels.nii.gz is on a different grid"):
         load_patient(folder)
 
 
@@ -134,7 +148,7 @@ def test_label_value_not_named(folder, small_patient):
     labels, _ = small_patient.label_image()
     labels[0, 0, 0] = 9
     write_image(labels, small_patient.grid, folder / "labels.nii.gz")
-    with pytest.raises(StructureError, match="value 9 that structures.yaml does not name"):
+    with pytest.raises(StructureError, match=r"value 9 that structures.yaml does not name"):
         load_patient(folder)
 
 
@@ -153,7 +167,9 @@ def test_zero_or_nan_spacing(folder, small_patient, bad):
     raw = image_path.read_bytes()
     header, _, body = raw.partition(b"\n\n")
     lines = [
-        line if not line.startswith(b"space directions:") else f"space directions: ({bad},0,0) (0,1.1,0) (0,0,2)".encode()
+        line
+        if not line.startswith(b"space directions:")
+        else f"space directions: ({bad},0,0) (0,1.1,0) (0,0,2)".encode()
         for line in header.split(b"\n")
     ]
     image_path.write_bytes(b"\n".join(lines) + b"\n\n" + body)
@@ -203,7 +219,7 @@ def test_unknown_tissue(folder):
 
 def test_unknown_role_and_unknown_key(folder):
     _edit_yaml(folder, lambda d: d["structures"][0].update(role="tumour"))
-    with pytest.raises(StructureError, match="structures.0.role"):
+    with pytest.raises(StructureError, match=r"structures.0.role"):
         load_patient(folder)
     _edit_yaml(folder, lambda d: (d["structures"][0].update(role="organ"), d.update(colour="red")))
     with pytest.raises(StructureError, match="colour"):
@@ -255,7 +271,7 @@ def test_gzip_garbage_is_a_clear_error(tmp_path):
 # ----------------------------------------------------------------------------- CLI exit codes
 def test_cli_bad_input_is_one_line_and_exit_code_2(run_cli, folder):
     (folder / "ct.nii.gz").unlink()
-    code, out, err = run_cli("info", folder)
+    code, _out, err = run_cli("info", folder)
     assert code == 2
     assert err.strip().count("\n") == 0
     assert err.startswith("error:") and "ct.nii.gz does not exist" in err

@@ -36,14 +36,31 @@ class _RichProgress:
     def __call__(self, stage: str, fraction: float, message: str = "") -> None:
         if stage not in self.tasks:
             self.tasks[stage] = self.progress.add_task(stage, total=1.0)
-        self.progress.update(self.tasks[stage], completed=fraction, description=f"{stage}: {message}" if message else stage)
+        self.progress.update(
+            self.tasks[stage],
+            completed=fraction,
+            description=f"{stage}: {message}" if message else stage,
+        )
 
 
 def _progress_bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=error_console, transient=True)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=error_console,
+        transient=True,
+    )
 
 
-def _tumor_specs(count: int, diameter_mm: float, segments: list[str], kind: str, near_vessel: str | None, vessel_distance_mm: float | None):
+def _tumor_specs(
+    count: int,
+    diameter_mm: float,
+    segments: list[str],
+    kind: str,
+    near_vessel: str | None,
+    vessel_distance_mm: float | None,
+):
     from insitu.patient.phantom import TumorSpec
 
     default_segments = ["8", "6", "2", "5", "7", "3"]
@@ -68,11 +85,18 @@ def _tumor_specs(count: int, diameter_mm: float, segments: list[str], kind: str,
 def phantom(
     out: Annotated[Path, typer.Option("--out", help="folder to write the patient into")],
     tumor_diameter_mm: Annotated[float, typer.Option(help="diameter of each tumour (mm)")] = 30.0,
-    tumor_segment: Annotated[list[str], typer.Option(help="Couinaud segment (1–8 or I–VIII); repeat for several tumours")] = [],  # noqa: B006
+    tumor_segment: Annotated[
+        list[str], typer.Option(help="Couinaud segment (1–8 or I–VIII); repeat for several tumours")
+    ] = [],  # noqa: B006
     tumors: Annotated[int, typer.Option(help="number of tumours")] = 1,
     tumor_kind: Annotated[str, typer.Option(help="hcc (hypervascular) or metastasis")] = "hcc",
-    near_vessel: Annotated[str | None, typer.Option(help="place the first tumour near portal_vein, hepatic_veins or hepatic_artery")] = None,
-    vessel_distance_mm: Annotated[float | None, typer.Option(help="gap between that tumour and the vessel (mm)")] = None,
+    near_vessel: Annotated[
+        str | None,
+        typer.Option(help="place the first tumour near portal_vein, hepatic_veins or hepatic_artery"),
+    ] = None,
+    vessel_distance_mm: Annotated[
+        float | None, typer.Option(help="gap between that tumour and the vessel (mm)")
+    ] = None,
     lymph_nodes: Annotated[int, typer.Option(help="hilar lymph nodes (0–4)")] = 2,
     seed: Annotated[int, typer.Option(help="random seed: same seed, same phantom")] = 0,
     spacing_mm: Annotated[float, typer.Option(help="isotropic voxel spacing (mm)")] = 1.0,
@@ -121,13 +145,26 @@ def info(
     _print_structures(patient)
     if patient.trees:
         table = Table(title="vessel trees")
-        for column in ("tree", "kind", "segments", "terminals", "root radius (mm)", "min radius (mm)", "volume (mL)"):
+        for column in (
+            "tree",
+            "kind",
+            "segments",
+            "terminals",
+            "root radius (mm)",
+            "min radius (mm)",
+            "volume (mL)",
+        ):
             table.add_column(column, justify="right" if column != "tree" else "left")
         for name, tree in patient.trees.items():
             stats = tree.statistics()
             table.add_row(
-                name, str(tree.kind), str(stats["n_segments"]), str(stats["n_terminals"]),
-                f"{stats['root_radius_mm']:.2f}", f"{stats['min_radius_mm']:.2f}", f"{stats['volume_ml']:.1f}",
+                name,
+                str(tree.kind),
+                str(stats["n_segments"]),
+                str(stats["n_terminals"]),
+                f"{stats['radius_max_mm']:.2f}",
+                f"{stats['radius_min_mm']:.2f}",
+                f"{stats['volume_ml']:.1f}",
             )
         console.print(table)
 
@@ -138,7 +175,11 @@ def _print_structures(patient) -> None:
         table.add_column(column, justify="right" if column in ("label", "volume (mL)") else "left")
     for structure in patient.structures.values():
         table.add_row(
-            structure.name, structure.role.value, structure.tissue, str(structure.label or "—"), f"{structure.volume_ml:.1f}"
+            structure.name,
+            structure.role.value,
+            structure.tissue,
+            str(structure.label or "—"),
+            f"{structure.volume_ml:.1f}",
         )
     console.print(table)
 
@@ -160,7 +201,9 @@ def therapies() -> None:
 
 
 @app.command()
-def devices(therapy: Annotated[str | None, typer.Option(help="only devices for this therapy")] = None) -> None:
+def devices(
+    therapy: Annotated[str | None, typer.Option(help="only devices for this therapy")] = None,
+) -> None:
     """List the device catalog (applicators, probes, fibres) with their sources."""
     from insitu.registry import devices as registry
 
@@ -196,7 +239,9 @@ def demo(
         save_patient(patient, tmp / "patient")
         tumor = patient.targets[0]
         figure = render_orthogonal_slices(
-            patient, tmp / "phantom_slices.png", center_mm=tumor.centroid_mm,
+            patient,
+            tmp / "phantom_slices.png",
+            center_mm=tumor.centroid_mm,
             title=f"insitu phantom (seed {seed}): {tumor.name}, {tumor.equivalent_diameter_mm():.1f} mm "
             f"{patient.metadata['tumors'][0]['kind'].upper()} in segment {patient.metadata['tumors'][0]['segment']}",
         )
@@ -214,11 +259,15 @@ def demo(
     console.print(f"  patient folder: {out}/patient   figure: {out}/phantom_slices.png")
     liver = patient.structures["liver"]
     console.print(f"  grid: {patient.grid.describe()}")
-    console.print(f"  liver {liver.volume_ml:.0f} mL; tumour {tumor.volume_ml:.1f} mL at {tuple(round(float(v)) for v in tumor.centroid_mm)} mm")
+    console.print(
+        f"  liver {liver.volume_ml:.0f} mL; tumour {tumor.volume_ml:.1f} mL at "
+        f"{tuple(round(float(v)) for v in tumor.centroid_mm)} mm"
+    )
     for name, tree in patient.trees.items():
         stats = tree.statistics()
         console.print(
-            f"  {name}: {stats['n_terminals']} terminals, radius {stats['root_radius_mm']:.1f} → {stats['min_radius_mm']:.2f} mm"
+            f"  {name}: {stats['n_terminals']} terminals, "
+            f"radius {stats['radius_max_mm']:.1f} → {stats['radius_min_mm']:.2f} mm"
         )
 
 

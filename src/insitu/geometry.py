@@ -54,7 +54,9 @@ def unit(vector: np.ndarray | Sequence[float]) -> np.ndarray:
     return v / n
 
 
-def orthonormal_basis(axis: np.ndarray | Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def orthonormal_basis(
+    axis: np.ndarray | Sequence[float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two unit vectors perpendicular to ``axis`` and to each other, plus the unit axis (u, v, w)."""
     w = unit(axis)
     helper = np.array([1.0, 0.0, 0.0]) if abs(w[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
@@ -105,9 +107,7 @@ def distance_to_segment(points_mm: np.ndarray, start_mm: Sequence[float], end_mm
     return np.linalg.norm(p - closest, axis=-1)
 
 
-def segment_segment_distance(
-    p0: np.ndarray, p1: np.ndarray, q0: np.ndarray, q1: np.ndarray
-) -> float:
+def segment_segment_distance(p0: np.ndarray, p1: np.ndarray, q0: np.ndarray, q1: np.ndarray) -> float:
     """Shortest distance between segments p0–p1 and q0–q1 (mm), robust to parallel segments."""
     d1, d2, r = p1 - p0, q1 - q0, p0 - q0
     a, e, f = float(d1 @ d1), float(d2 @ d2), float(d2 @ r)

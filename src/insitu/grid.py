@@ -67,7 +67,10 @@ class Grid:
         origin = _as_triplet(self.origin_mm, "origin_mm")
         direction = np.asarray(self.direction, dtype=float)
         if direction.size != 9 or not np.all(np.isfinite(direction)):
-            raise GridError("direction is not a finite 3×3 matrix", "give a 3×3 rotation (columns = i, j, k axes)")
+            raise GridError(
+                "direction is not a finite 3×3 matrix",
+                "give a 3×3 rotation (columns = i, j, k axes)",
+            )
         direction = direction.reshape(3, 3)
         if not np.allclose(direction.T @ direction, np.eye(3), atol=_DIRECTION_TOLERANCE):
             raise GridError(
@@ -154,9 +157,7 @@ class Grid:
     def corners_mm(self) -> np.ndarray:
         """The 8 outer corners (voxel edges, not centres) in LPS millimetres, shape (8, 3)."""
         ni, nj, nk = self.size_ijk
-        corners = np.array(
-            [[i, j, k] for i in (-0.5, ni - 0.5) for j in (-0.5, nj - 0.5) for k in (-0.5, nk - 0.5)]
-        )
+        corners = np.array([[i, j, k] for i in (-0.5, ni - 0.5) for j in (-0.5, nj - 0.5) for k in (-0.5, nk - 0.5)])
         return self.index_to_world(corners)
 
     def bounds_mm(self) -> tuple[np.ndarray, np.ndarray]:
@@ -215,7 +216,10 @@ class Grid:
         lo = [max(0, int(v)) for v in lower_kji]
         hi = [min(n, int(v)) for v, n in zip(upper_kji, self.shape, strict=True)]
         if any(h <= lo_ for lo_, h in zip(lo, hi, strict=True)):
-            raise GridError(f"crop box {lo}..{hi} is empty inside shape {self.shape}", "give a box that overlaps the grid")
+            raise GridError(
+                f"crop box {lo}..{hi} is empty inside shape {self.shape}",
+                "give a box that overlaps the grid",
+            )
         origin = self.index_to_world([lo[2], lo[1], lo[0]])
         sub = Grid(
             shape=(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]),
@@ -257,7 +261,12 @@ class Grid:
         # keep the outer edge of voxel 0 fixed: new first centre = old edge + new/2
         edge = self.index_to_world([-0.5, -0.5, -0.5])
         origin = edge + self.direction @ (new / 2.0)
-        return Grid(shape=(size[2], size[1], size[0]), spacing_mm=tuple(new), origin_mm=tuple(origin), direction=self.direction)
+        return Grid(
+            shape=(size[2], size[1], size[0]),
+            spacing_mm=tuple(new),
+            origin_mm=tuple(origin),
+            direction=self.direction,
+        )
 
     # ------------------------------------------------------------------ SimpleITK bridge
     @classmethod

@@ -80,11 +80,7 @@ class Registry(Generic[T]):
         return self.entry(name).load()
 
     def names(self, available_only: bool = False) -> list[str]:
-        return [
-            n
-            for n, e in self._entries.items()
-            if not available_only or e.availability is Availability.AVAILABLE
-        ]
+        return [n for n, e in self._entries.items() if not available_only or e.availability is Availability.AVAILABLE]
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -101,14 +97,44 @@ _THERAPIES: list[tuple[str, str, str, str]] = [
     # name, family, summary, planned in
     ("tae", "transcatheter", "transcatheter arterial embolization (bland particles)", "issue 8"),
     ("tai", "transcatheter", "transcatheter arterial infusion chemotherapy (HAIC)", "issue 8"),
-    ("tace", "transcatheter", "transcatheter arterial chemoembolization (cTACE / DEB-TACE)", "issue 8"),
-    ("tace_pvce", "transcatheter", "dual hepatic-artery + portal-vein chemoembolization", "issue 8"),
-    ("rfa", "percutaneous thermal", "radiofrequency ablation (cooled, cluster, multi-tine, bipolar)", "issue 4"),
-    ("mwa", "percutaneous thermal", "microwave ablation (915 MHz and 2.45 GHz antennas)", "issue 5"),
-    ("laser", "percutaneous thermal", "interstitial laser photocoagulation (ILP / LITT)", "issue 6"),
+    (
+        "tace",
+        "transcatheter",
+        "transcatheter arterial chemoembolization (cTACE / DEB-TACE)",
+        "issue 8",
+    ),
+    (
+        "tace_pvce",
+        "transcatheter",
+        "dual hepatic-artery + portal-vein chemoembolization",
+        "issue 8",
+    ),
+    (
+        "rfa",
+        "percutaneous thermal",
+        "radiofrequency ablation (cooled, cluster, multi-tine, bipolar)",
+        "issue 4",
+    ),
+    (
+        "mwa",
+        "percutaneous thermal",
+        "microwave ablation (915 MHz and 2.45 GHz antennas)",
+        "issue 5",
+    ),
+    (
+        "laser",
+        "percutaneous thermal",
+        "interstitial laser photocoagulation (ILP / LITT)",
+        "issue 6",
+    ),
     ("hifu", "non-invasive thermal", "high-intensity focused ultrasound", "issue 7"),
     ("cryo", "percutaneous thermal", "argon–helium cryoablation", "issue 6"),
-    ("injection", "percutaneous chemical", "ethanol / acetic acid or gene-vector injection", "issue 6"),
+    (
+        "injection",
+        "percutaneous chemical",
+        "ethanol / acetic acid or gene-vector injection",
+        "issue 6",
+    ),
 ]
 
 # Therapies that exist in this version: name → "module:attribute" of their apply function.

@@ -54,7 +54,10 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
     except OSError as exc:
-        raise OutputError(f"cannot write in {parent} ({exc.strerror or exc})", "choose a location you can write to") from None
+        raise OutputError(
+            f"cannot write in {parent} ({exc.strerror or exc})",
+            "choose a location you can write to",
+        ) from None
     try:
         yield tmp
         (tmp / ".insitu-output").touch()

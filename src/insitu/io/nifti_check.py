@@ -26,7 +26,10 @@ def verify_nifti(path: Path, what: str = "image") -> None:
         with opener(path, "rb") as handle:
             header = handle.read(348)
             if len(header) < 348:
-                raise InputFileError(f"{what} {path.name} is truncated (incomplete header)", "re-export or re-copy the file")
+                raise InputFileError(
+                    f"{what} {path.name} is truncated (incomplete header)",
+                    "re-export or re-copy the file",
+                )
             order = "<" if np.frombuffer(header[:4], "<i4")[0] == 348 else ">"
             dims = np.frombuffer(header[40:56], f"{order}i2")
             datatype = int(np.frombuffer(header[70:72], f"{order}i2")[0])
@@ -50,7 +53,10 @@ def verify_nifti(path: Path, what: str = "image") -> None:
                     values = np.frombuffer(chunk[:usable], np.dtype(dtype).newbyteorder(order))
                     bad += int(np.count_nonzero(~np.isfinite(values)))
     except (EOFError, zlib.error, gzip.BadGzipFile):
-        raise InputFileError(f"{what} {path.name} is truncated or corrupt (compressed data ends early)", "re-export or re-copy the file") from None
+        raise InputFileError(
+            f"{what} {path.name} is truncated or corrupt (compressed data ends early)",
+            "re-export or re-copy the file",
+        ) from None
     if remaining > 0:
         raise InputFileError(
             f"{what} {path.name} is truncated: {remaining} bytes of voxel data are missing",

@@ -184,7 +184,10 @@ def load_patient(path: str | os.PathLike[str], check_tissues: bool = True) -> Pa
             try:
                 trees[entry.name] = VesselTree.from_dict(json.loads(tree_path.read_text(encoding="utf-8")))
             except FileNotFoundError:
-                raise InputFileError(f"vessel tree file {tree_path} does not exist", f"fix 'trees' in {STRUCTURES_FILE}") from None
+                raise InputFileError(
+                    f"vessel tree file {tree_path} does not exist",
+                    f"fix 'trees' in {STRUCTURES_FILE}",
+                ) from None
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
                 raise InputFileError(f"vessel tree file {tree_path.name} is damaged ({exc})", "re-export it") from None
 
@@ -253,9 +256,7 @@ def _structure_mask(folder: Path, grid: Grid, entry: StructureEntry, label_image
         grid.require_match(mask_grid, f"mask {entry.file}")
         values = set(np.unique(mask).tolist())
         if not values <= {0, 1}:
-            raise StructureError(
-                f"mask {entry.file} has values other than 0 and 1", "save it as a binary mask"
-            )
+            raise StructureError(f"mask {entry.file} has values other than 0 and 1", "save it as a binary mask")
         return mask.astype(bool)
     if entry.label is None:
         raise StructureError(f"structure {entry.name!r} has neither 'label' nor 'file'", "give one of them")
@@ -290,7 +291,11 @@ def save_patient(patient: Patient, path: str | os.PathLike[str]) -> Path:
         else:
             (tmp / "masks").mkdir()
         for structure in patient.structures.values():
-            entry: dict[str, Any] = {"name": structure.name, "role": structure.role.value, "tissue": structure.tissue}
+            entry: dict[str, Any] = {
+                "name": structure.name,
+                "role": structure.role.value,
+                "tissue": structure.tissue,
+            }
             if overlap:
                 entry["file"] = f"masks/{structure.name}.nii.gz"
                 write_image(structure.mask.astype(np.uint8), patient.grid, tmp / entry["file"])
@@ -307,7 +312,9 @@ def save_patient(patient: Patient, path: str | os.PathLike[str]) -> Path:
             for name, (values, names) in patient.label_maps.items():
                 rel = f"maps/{name}.nii.gz"
                 write_image(values, patient.grid, tmp / rel)
-                document["label_maps"].append({"name": name, "file": rel, "labels": {int(k): v for k, v in names.items()}})
+                document["label_maps"].append(
+                    {"name": name, "file": rel, "labels": {int(k): v for k, v in names.items()}}
+                )
         if patient.trees:
             (tmp / "trees").mkdir()
             document["trees"] = []
@@ -331,6 +338,9 @@ def is_patient_folder(path: str | os.PathLike[str]) -> bool:
 def load_image_as_patient(path: str | os.PathLike[str]) -> Patient:
     """A bare image file as a patient with no structures (for ``insitu info IMAGE``)."""
     if image_suffix(path) is None:
-        raise InputFileError(f"{path} is neither a patient folder nor an image", "give a folder with structures.yaml or an image file")
+        raise InputFileError(
+            f"{path} is neither a patient folder nor an image",
+            "give a folder with structures.yaml or an image file",
+        )
     image, grid = read_image(path)
     return Patient(grid=grid, image=image)

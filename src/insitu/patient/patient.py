@@ -41,7 +41,10 @@ class Patient:
         self.grid.require_array(self.image, "image")
         for name, structure in self.structures.items():
             if structure.name != name:
-                raise StructureError(f"structure key {name!r} differs from its name {structure.name!r}", "use the name as key")
+                raise StructureError(
+                    f"structure key {name!r} differs from its name {structure.name!r}",
+                    "use the name as key",
+                )
             self.grid.require_match(structure.grid, f"structure {name!r}")
         for name, (labels, _) in self.label_maps.items():
             self.grid.require_array(labels, f"label map {name!r}")

@@ -56,7 +56,8 @@ class TumorSpec:
     def __post_init__(self) -> None:
         if not (np.isfinite(self.diameter_mm) and 5.0 <= self.diameter_mm <= 100.0):
             raise StructureError(
-                f"tumour diameter {self.diameter_mm} mm is outside 5–100 mm", "give --tumor-diameter-mm in that range"
+                f"tumour diameter {self.diameter_mm} mm is outside 5–100 mm",
+                "give --tumor-diameter-mm in that range",
             )
         if self.kind not in ("hcc", "metastasis"):
             raise StructureError(f"unknown tumour kind {self.kind!r}", "use 'hcc' or 'metastasis'")
@@ -64,9 +65,14 @@ class TumorSpec:
             segment_number(self.segment)
         if (self.near_vessel is None) != (self.vessel_distance_mm is None):
             raise StructureError("near_vessel and vessel_distance_mm go together", "give both or neither")
-        if self.near_vessel is not None and self.near_vessel not in ("portal_vein", "hepatic_veins", "hepatic_artery"):
+        if self.near_vessel is not None and self.near_vessel not in (
+            "portal_vein",
+            "hepatic_veins",
+            "hepatic_artery",
+        ):
             raise StructureError(
-                f"unknown vessel {self.near_vessel!r}", "use portal_vein, hepatic_veins or hepatic_artery"
+                f"unknown vessel {self.near_vessel!r}",
+                "use portal_vein, hepatic_veins or hepatic_artery",
             )
         if not 0.0 <= self.lobulation <= 0.4:
             raise StructureError(f"lobulation {self.lobulation} is outside 0–0.4", "give a value in that range")
@@ -99,7 +105,8 @@ class PhantomSpec:
     def __post_init__(self) -> None:
         if not (np.isfinite(self.spacing_mm) and 0.4 <= self.spacing_mm <= 4.0):
             raise StructureError(
-                f"phantom spacing {self.spacing_mm} mm is outside 0.4–4 mm", "give --spacing-mm in that range"
+                f"phantom spacing {self.spacing_mm} mm is outside 0.4–4 mm",
+                "give --spacing-mm in that range",
             )
         if not 0 <= self.lymph_nodes <= 4:
             raise StructureError(f"{self.lymph_nodes} lymph nodes requested", "give 0–4")
@@ -275,9 +282,13 @@ def _body_wall(b: _Build) -> None:
     muscle = inner_fat & ~cavity
     # paraspinal muscles behind the spine
     for side in (-1.0, 1.0):
-        muscle |= np.broadcast_to(
-            ((b.space.x - side * 34.0) / 26.0) ** 2 + ((b.space.y - 74.0) / 17.0) ** 2 <= 1.0, shape
-        ) & body
+        muscle |= (
+            np.broadcast_to(
+                ((b.space.x - side * 34.0) / 26.0) ** 2 + ((b.space.y - 74.0) / 17.0) ** 2 <= 1.0,
+                shape,
+            )
+            & body
+        )
     b.masks["muscle"] = muscle & inner_fat
     b.masks["cavity"] = cavity.copy()
     b.info["body_semi_axes_mm"] = semi
@@ -375,7 +386,6 @@ def _liver(b: _Build) -> None:
     gallbladder = _ellipsoid(s, 0.5 * (neck + fundus), (34.0, 15.0, 14.0), rot)
     liver &= ~ndimage.binary_dilation(gallbladder, iterations=1)
     b.masks["gallbladder"] = gallbladder & b.masks["abdomen"]
-    b.masks["liver_envelope"] = liver.copy()
     b.masks["liver"] = liver
 
 
@@ -392,7 +402,12 @@ def _abdominal_organs(b: _Build) -> None:
     occupied |= ndimage.binary_dilation(kidney, iterations=2)
     # stomach: fundus/body under the left dome plus the antrum running to the pylorus
     body = _ellipsoid(s, (68.0, 0.0, 5.0), (34.0, 40.0, 52.0))
-    antrum = _tube(s, np.array([[60.0, -25.0, -25.0], [35.0, -48.0, -40.0], [5.0, -45.0, -38.0], [-12.0, -30.0, -30.0]]), 18.0, samples=24)
+    antrum = _tube(
+        s,
+        np.array([[60.0, -25.0, -25.0], [35.0, -48.0, -40.0], [5.0, -45.0, -38.0], [-12.0, -30.0, -30.0]]),
+        18.0,
+        samples=24,
+    )
     stomach = (body | antrum) & abdomen & ~occupied
     gas = stomach & (s.y < -22.0) & (s.z > 0.0)
     gas &= ~(stomach & ~ndimage.binary_erosion(stomach, iterations=4))  # keep a 4 mm wall
@@ -402,7 +417,16 @@ def _abdominal_organs(b: _Build) -> None:
     # colon: ascending colon, hepatic flexure under the right lobe, transverse colon in front
     radius = phantom_data()["anatomy"]["colon_diameter_mm"]["value"] / 2.0
     path = np.array(
-        [[-98, 14, -110], [-98, 4, -70], [-88, -22, -50], [-55, -52, -62], [0, -62, -72], [60, -55, -62], [96, -10, -70], [100, 10, -110]],
+        [
+            [-98, 14, -110],
+            [-98, 4, -70],
+            [-88, -22, -50],
+            [-55, -52, -62],
+            [0, -62, -72],
+            [60, -55, -62],
+            [96, -10, -70],
+            [100, 10, -110],
+        ],
         dtype=float,
     )
     colon = _tube(s, path, radius, samples=60) & abdomen & ~occupied
@@ -418,7 +442,12 @@ def _great_vessels(b: _Build) -> None:
     aorta_r = phantom_data()["anatomy"]["aorta_diameter_mm"]["value"] / 2.0
     ivc_r = phantom_data()["anatomy"]["ivc_diameter_mm"]["value"] / 2.0
     aorta = _tube(s, np.array([[*_AORTA_XY, z0], [*_AORTA_XY, z1]]), aorta_r)
-    ivc = _tube(s, np.array([[*_IVC_XY, z0], [*_IVC_XY, 40.0], [_IVC_XY[0] + 6, _IVC_XY[1] - 12, z1]]), ivc_r, samples=20)
+    ivc = _tube(
+        s,
+        np.array([[*_IVC_XY, z0], [*_IVC_XY, 40.0], [_IVC_XY[0] + 6, _IVC_XY[1] - 12, z1]]),
+        ivc_r,
+        samples=20,
+    )
     b.masks["aorta"] = aorta & b.masks["body"]
     b.masks["ivc"] = ivc & b.masks["body"] & ~b.masks["heart"]
     b.masks["liver"] &= ~ndimage.binary_dilation(ivc, iterations=2)
@@ -463,33 +492,56 @@ def _vessel_trees(b: _Build) -> None:
     }
     specs = [
         TreeSpec(
-            name="portal_vein", kind=VesselKind.PORTAL_VEIN, root_mm=tuple(pv_root), root_radius_mm=pv_r,
-            n_terminals=terminals(pv_r), first_target_mm=tuple(pv_root + [-25.0, 10.0, 22.0]),
+            name="portal_vein",
+            kind=VesselKind.PORTAL_VEIN,
+            root_mm=tuple(pv_root),
+            root_radius_mm=pv_r,
+            n_terminals=terminals(pv_r),
+            first_target_mm=tuple(pv_root + [-25.0, 10.0, 22.0]),
         ),
         TreeSpec(
-            name="hepatic_artery", kind=VesselKind.HEPATIC_ARTERY, root_mm=tuple(ha_root), root_radius_mm=ha_r,
-            n_terminals=terminals(ha_r) * 4, first_target_mm=tuple(ha_root + [-20.0, 5.0, 20.0]),
+            name="hepatic_artery",
+            kind=VesselKind.HEPATIC_ARTERY,
+            root_mm=tuple(ha_root),
+            root_radius_mm=ha_r,
+            n_terminals=terminals(ha_r) * 4,
+            first_target_mm=tuple(ha_root + [-20.0, 5.0, 20.0]),
         ),
     ]
     for name, (direction, radius) in hv.items():
         root = ivc_top + unit(direction) * 14.0
         specs.append(
             TreeSpec(
-                name=name, kind=VesselKind.HEPATIC_VEIN, root_mm=tuple(root), root_radius_mm=radius,
-                n_terminals=terminals(radius), first_target_mm=tuple(root + unit(direction) * 40.0),
+                name=name,
+                kind=VesselKind.HEPATIC_VEIN,
+                root_mm=tuple(root),
+                root_radius_mm=radius,
+                n_terminals=terminals(radius),
+                first_target_mm=tuple(root + unit(direction) * 40.0),
             )
         )
     trees = generate_trees(liver, grid, specs, seed=int(b.rng.integers(2**31)), clearance_mm=0.5 * spacing)
     b.info["trees"] = {tree.name: tree for tree in trees}
     # extrahepatic parts: portal trunk from the confluence, common hepatic artery from the coeliac trunk
     trunk = np.array([[8.0, 22.0, -88.0], [-4.0, 12.0, -60.0], [hx, hy, z_hilum - 6.0], pv_root])
-    cha = np.array([[_AORTA_XY[0], _AORTA_XY[1] - 12.0, -52.0], [10.0, -8.0, -50.0], [ha_root[0], ha_root[1], ha_root[2] - 10.0], ha_root])
-    pv_mask = trees[0].rasterize(grid) | (_tube(s, trunk, anatomy["portal_vein_trunk_diameter_mm"]["value"] / 2.0, samples=20) & ~liver)
-    ha_mask = trees[1].rasterize(grid) | (_tube(s, cha, anatomy["common_hepatic_artery_diameter_mm"]["value"] / 2.0, samples=20) & ~liver)
+    cha = np.array(
+        [
+            [_AORTA_XY[0], _AORTA_XY[1] - 12.0, -52.0],
+            [10.0, -8.0, -50.0],
+            [ha_root[0], ha_root[1], ha_root[2] - 10.0],
+            ha_root,
+        ]
+    )
+    pv_mask = trees[0].rasterize(grid) | (
+        _tube(s, trunk, anatomy["portal_vein_trunk_diameter_mm"]["value"] / 2.0, samples=20) & ~liver
+    )
+    ha_mask = trees[1].rasterize(grid) | (
+        _tube(s, cha, anatomy["common_hepatic_artery_diameter_mm"]["value"] / 2.0, samples=20) & ~liver
+    )
     hv_mask = np.zeros(grid.shape, dtype=bool)
     for tree in trees[2:]:
         hv_mask |= tree.rasterize(grid)
-        hv_mask |= _tube(s, np.array([ivc_top, tree.points_mm[0]]), tree.radius_mm[1] if len(tree.radius_mm) > 1 else 4.0)
+        hv_mask |= _tube(s, np.array([ivc_top, tree.points_mm[0]]), float(tree.radius_mm[tree.children(0)[0]]))
     body = b.masks["body"]
     b.masks["portal_vein"] = pv_mask & body
     b.masks["hepatic_artery"] = ha_mask & body & ~pv_mask
@@ -500,8 +552,7 @@ def _vessel_trees(b: _Build) -> None:
 def _couinaud(b: _Build) -> None:
     """Couinaud segments: sectors around the IVC bounded by the hepatic-vein planes, split at the portal plane."""
     s = b.space
-    envelope = b.masks["liver_envelope"]
-    idx = np.nonzero(envelope)
+    idx = np.nonzero(b.masks["liver"])  # the organ: parenchyma, intrahepatic vessels and tumours
     x = s.x[0, 0, idx[2]]
     y = s.y[0, idx[1], 0]
     z = s.z[idx[0], 0, 0]
@@ -545,7 +596,7 @@ def _fibonacci_sphere(n: int) -> np.ndarray:
 def _tumours(b: _Build) -> None:
     s = b.space
     grid = b.grid
-    envelope = b.masks["liver_envelope"]
+    envelope = b.masks["liver"]
     depth = ndimage.distance_transform_edt(envelope, sampling=grid.spacing_kji_mm).astype(np.float32)
     vessel_depth = {}
     placed: list[tuple[np.ndarray, float]] = []
@@ -639,7 +690,17 @@ def _lymph_nodes(b: _Build) -> None:
     hilum = b.info["hilum_mm"]
     offsets = [(14.0, 6.0, -22.0), (-10.0, 10.0, -34.0), (22.0, -6.0, -40.0), (-4.0, 20.0, -48.0)]
     taken = np.zeros(b.grid.shape, dtype=bool)
-    for name in ("portal_vein", "hepatic_artery", "ivc", "aorta", "liver", "kidney_right", "stomach", "colon", "gallbladder"):
+    for name in (
+        "portal_vein",
+        "hepatic_artery",
+        "ivc",
+        "aorta",
+        "liver",
+        "kidney_right",
+        "stomach",
+        "colon",
+        "gallbladder",
+    ):
         taken |= b.masks[name]
     taken = ndimage.binary_dilation(taken, iterations=1)
     for n in range(b.spec.lymph_nodes):
@@ -661,9 +722,29 @@ def _assemble(b: _Build) -> Patient:
     m["visceral_fat"] = m["cavity"] & ~m["lungs"] & ~m["heart"] & ~m["diaphragm"]
     m["spine"] = m["spine"] | (m["spine_discs"] & m["body"])
     paint = [
-        "visceral_fat", "subcutaneous_fat", "muscle", "skin", "costal_cartilage", "ribs", "spine", "spinal_canal",
-        "lungs", "diaphragm", "heart", "kidney_right", "colon", "bowel_gas", "stomach", "stomach_gas", "liver",
-        "gallbladder", "aorta", "ivc", "portal_vein", "hepatic_artery", "hepatic_veins",
+        "visceral_fat",
+        "subcutaneous_fat",
+        "muscle",
+        "skin",
+        "costal_cartilage",
+        "ribs",
+        "spine",
+        "spinal_canal",
+        "lungs",
+        "diaphragm",
+        "heart",
+        "kidney_right",
+        "colon",
+        "bowel_gas",
+        "stomach",
+        "stomach_gas",
+        "liver",
+        "gallbladder",
+        "aorta",
+        "ivc",
+        "portal_vein",
+        "hepatic_artery",
+        "hepatic_veins",
     ]
     by_name = {name: (value, role, tissue, concept, color) for value, name, role, tissue, concept, color in _LAYOUT}
     for name in paint:
@@ -673,30 +754,47 @@ def _assemble(b: _Build) -> Patient:
         label[m[name]] = _NODE_LABEL0 + n
     tumor_names = [k for k in m if k.startswith("tumor_") and k[6:].isdigit()]
     for n, name in enumerate(tumor_names):
-        label[m[name] & (label != by_name["hepatic_veins"][0]) & (label != by_name["portal_vein"][0])] = _TUMOR_LABEL0 + n
+        label[m[name] & (label != by_name["hepatic_veins"][0]) & (label != by_name["portal_vein"][0])] = (
+            _TUMOR_LABEL0 + n
+        )
     label[~m["body"]] = 0
 
     structures: dict[str, Structure] = {}
     for value, name, role, tissue, concept, color in _LAYOUT:
         structures[name] = Structure(
-            name=name, role=role, mask=label == value, grid=grid, tissue=tissue,
-            code=code_for(concept) if concept else None, label=value, color_rgb=color,
+            name=name,
+            role=role,
+            mask=label == value,
+            grid=grid,
+            tissue=tissue,
+            code=code_for(concept) if concept else None,
+            label=value,
+            color_rgb=color,
         )
     for n, name in enumerate(node_names):
         structures[name] = Structure(
-            name=name, role=Role.TARGET if b.spec.metastatic_nodes else Role.OAR, mask=label == _NODE_LABEL0 + n,
-            grid=grid, tissue="lymph_node", code=code_for("porta_hepatis_lymph_node"), label=_NODE_LABEL0 + n,
+            name=name,
+            role=Role.TARGET if b.spec.metastatic_nodes else Role.OAR,
+            mask=label == _NODE_LABEL0 + n,
+            grid=grid,
+            tissue="lymph_node",
+            code=code_for("porta_hepatis_lymph_node"),
+            label=_NODE_LABEL0 + n,
             color_rgb=(120, 200, 120),
         )
     for n, name in enumerate(tumor_names):
         kind = b.spec.tumors[n].kind
         structures[name] = Structure(
-            name=name, role=Role.TARGET, mask=label == _TUMOR_LABEL0 + n, grid=grid,
+            name=name,
+            role=Role.TARGET,
+            mask=label == _TUMOR_LABEL0 + n,
+            grid=grid,
             tissue="hcc" if kind == "hcc" else "liver_metastasis",
             code=code_for("hepatocellular_carcinoma" if kind == "hcc" else "metastatic_neoplasm"),
-            label=_TUMOR_LABEL0 + n, color_rgb=(255, 220, 0),
+            label=_TUMOR_LABEL0 + n,
+            color_rgb=(255, 220, 0),
         )
-    couinaud = np.where(label == by_name["liver"][0], m["couinaud"], 0).astype(np.uint8)
+    couinaud = m["couinaud"].astype(np.uint8)
     metadata = {
         "source": "insitu built-in phantom",
         "seed": b.spec.seed,
@@ -704,7 +802,7 @@ def _assemble(b: _Build) -> Patient:
         "contrast_phase": "late arterial",
         "tumors": b.info["tumors"],
         "hilum_mm": [round(float(v), 2) for v in b.info["hilum_mm"]],
-        "liver_envelope_ml": round(float(m["liver_envelope"].sum()) * grid.voxel_volume_ml, 1),
+        "liver_organ_ml": round(float(np.count_nonzero(couinaud)) * grid.voxel_volume_ml, 1),
     }
     return Patient(
         grid=grid,
@@ -738,7 +836,11 @@ def _synthetic_ct(b: _Build, patient: Patient) -> np.ndarray:
     from insitu.tissue.library import load_library
 
     library = load_library()
-    hu = np.full(b.grid.shape, float(library.property_table("ct_hu")[library.index_of("air")]), dtype=np.float32)
+    hu = np.full(
+        b.grid.shape,
+        float(library.property_table("ct_hu")[library.index_of("air")]),
+        dtype=np.float32,
+    )
     for name, value in ct_numbers(patient).items():
         hu[patient.structures[name].mask] = value
     hu = ndimage.gaussian_filter(hu, sigma=0.6 / b.spec.spacing_mm, truncate=2.5)  # scanner blur

@@ -115,8 +115,12 @@ class Structure:
         """Axis-aligned LPS box enclosing the mask's voxels (their outer edges)."""
         lo, hi = self.bounding_box_kji
         corners_kji = np.array(
-            [[k, j, i] for k in (lo[0] - 0.5, hi[0] - 0.5) for j in (lo[1] - 0.5, hi[1] - 0.5)
-             for i in (lo[2] - 0.5, hi[2] - 0.5)]
+            [
+                [k, j, i]
+                for k in (lo[0] - 0.5, hi[0] - 0.5)
+                for j in (lo[1] - 0.5, hi[1] - 0.5)
+                for i in (lo[2] - 0.5, hi[2] - 0.5)
+            ]
         )
         world = self.grid.index_to_world(corners_kji[:, ::-1])
         return world.min(axis=0), world.max(axis=0)

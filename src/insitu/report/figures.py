@@ -13,15 +13,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
-from insitu.errors import GridError  # noqa: E402
-from insitu.io.atomic import atomic_file  # noqa: E402
-from insitu.patient.patient import Patient  # noqa: E402
-from insitu.patient.structure import Role  # noqa: E402
+from insitu.errors import GridError
+from insitu.io.atomic import atomic_file
+from insitu.patient.patient import Patient
+from insitu.patient.structure import Role
 
 SOFT_TISSUE_WINDOW = (40.0, 400.0)  # level, width (HU): the abdominal soft-tissue window
 
@@ -50,7 +50,10 @@ def render_orthogonal_slices(
     with translucent structure overlays, plus a coronal projection of the vessel trees; PNG, atomic."""
     grid = patient.grid
     if not grid.is_axis_aligned:
-        raise GridError("slice figures need an axis-aligned grid", "resample the patient onto an axis-aligned grid")
+        raise GridError(
+            "slice figures need an axis-aligned grid",
+            "resample the patient onto an axis-aligned grid",
+        )
     if center_mm is None:
         targets = [t for t in patient.targets if not t.is_empty]
         center_mm = targets[0].centroid_mm if targets else grid.index_to_world(np.array(grid.size_ijk) / 2.0 - 0.5)
@@ -69,21 +72,58 @@ def render_orthogonal_slices(
     ext_sagittal = (y[0] - sy / 2, y[-1] + sy / 2, z[0] - sz / 2, z[-1] + sz / 2)
     ct = _window(patient.image, *window)
     views = [
-        ("axial", ct[k], labels[k], ext_axial, "x (mm, L→)", "y (mm, P↓)", f"z = {z[k]:.0f} mm", "upper"),
-        ("coronal", ct[:, j, :], labels[:, j, :], ext_coronal, "x (mm, L→)", "z (mm, S↑)", f"y = {y[j]:.0f} mm", "lower"),
-        ("sagittal", ct[:, :, i], labels[:, :, i], ext_sagittal, "y (mm, P→)", "z (mm, S↑)", f"x = {x[i]:.0f} mm", "lower"),
+        (
+            "axial",
+            ct[k],
+            labels[k],
+            ext_axial,
+            "x (mm, L→)",
+            "y (mm, P↓)",
+            f"z = {z[k]:.0f} mm",
+            "upper",
+        ),
+        (
+            "coronal",
+            ct[:, j, :],
+            labels[:, j, :],
+            ext_coronal,
+            "x (mm, L→)",
+            "z (mm, S↑)",
+            f"y = {y[j]:.0f} mm",
+            "lower",
+        ),
+        (
+            "sagittal",
+            ct[:, :, i],
+            labels[:, :, i],
+            ext_sagittal,
+            "y (mm, P→)",
+            "z (mm, S↑)",
+            f"x = {x[i]:.0f} mm",
+            "lower",
+        ),
     ]
     fig, axes = plt.subplots(1, 4, figsize=(20, 5.6), gridspec_kw={"width_ratios": [1.36, 1.36, 1.0, 1.36]})
     for ax, (name, img, lab, extent, xl, yl, where, origin) in zip(axes[:3], views, strict=True):
         ax.imshow(img, cmap="gray", extent=extent, origin=origin, interpolation="nearest")
-        ax.imshow(lab, cmap=cmap, vmin=0, vmax=len(names), extent=extent, origin=origin, interpolation="nearest")
+        ax.imshow(
+            lab,
+            cmap=cmap,
+            vmin=0,
+            vmax=len(names),
+            extent=extent,
+            origin=origin,
+            interpolation="nearest",
+        )
         ax.set_title(f"{name} — {where}")
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
         if origin == "lower":
             ax.set_ylim(extent[2], extent[3])
     _vessel_projection(axes[3], patient, ext_coronal)
-    handles = [Patch(facecolor=c, edgecolor="none", label=n.replace("_", " ")) for n, c in zip(names, colors, strict=True)]
+    handles = [
+        Patch(facecolor=c, edgecolor="none", label=n.replace("_", " ")) for n, c in zip(names, colors, strict=True)
+    ]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 9), frameon=False, fontsize=9)
     fig.suptitle(title or "insitu", fontsize=13)
     fig.tight_layout(rect=(0, 0.07, 1, 0.95))
@@ -99,16 +139,41 @@ def _vessel_projection(ax, patient: Patient, extent) -> None:
     ax.set_facecolor("black")
     if "liver" in patient.structures:
         liver = patient.structures["liver"].mask.any(axis=1).astype(float)
-        ax.imshow(liver, cmap="gray", vmin=0, vmax=3, extent=extent, origin="lower", interpolation="nearest")
-    kind_colors = {"portal_vein": (0.65, 0.35, 1.0), "hepatic_artery": (1.0, 0.25, 0.25), "hepatic_vein": (0.3, 0.6, 1.0)}
+        ax.imshow(
+            liver,
+            cmap="gray",
+            vmin=0,
+            vmax=3,
+            extent=extent,
+            origin="lower",
+            interpolation="nearest",
+        )
+    kind_colors = {
+        "portal_vein": (0.65, 0.35, 1.0),
+        "hepatic_artery": (1.0, 0.25, 0.25),
+        "hepatic_vein": (0.3, 0.6, 1.0),
+    }
     for tree in patient.trees.values():
         color = kind_colors.get(str(tree.kind), (0.9, 0.9, 0.9))
         pts = tree.points_mm
         for n in range(1, len(pts)):
             p, c = pts[tree.parent[n]], pts[n]
-            ax.plot([p[0], c[0]], [p[2], c[2]], color=color, linewidth=max(0.3, 0.9 * tree.radius_mm[n]), solid_capstyle="round")
+            ax.plot(
+                [p[0], c[0]],
+                [p[2], c[2]],
+                color=color,
+                linewidth=max(0.3, 0.9 * tree.radius_mm[n]),
+                solid_capstyle="round",
+            )
     handles = [Patch(facecolor=c, label=k.replace("_", " ")) for k, c in kind_colors.items()]
-    ax.legend(handles=handles, loc="upper right", fontsize=8, facecolor="black", labelcolor="white", frameon=False)
+    ax.legend(
+        handles=handles,
+        loc="upper right",
+        fontsize=8,
+        facecolor="black",
+        labelcolor="white",
+        frameon=False,
+    )
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     ax.set_title("vessel trees (coronal projection)")

@@ -1,0 +1,59 @@
+"""``make bench``: run every benchmark, print each figure with its ratio, write results.json.
+
+Figures are medians after a warm-up; each is printed with the ratio DESIGN.md asks for (to the
+memory-bandwidth roofline, to a peer run in the same process, or to its target budget), because
+single timings on these shared machines drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_phantom import bench_demo, bench_phantom
+from bench_vascular import bench_cco_4000
+
+# name → (function, target, "lower is better" description); targets come from the issues.
+BENCHMARKS = [
+    (
+        "phantom_s",
+        bench_phantom,
+        30.0,
+        "phantom at default settings, target ≤ 30 s on 2 cores (issue 2)",
+    ),
+    ("cco_4000_s", bench_cco_4000, None, "one CCO tree with 4000 terminals"),
+    ("demo_s", bench_demo, None, "insitu demo end to end"),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results.json"))
+    parser.add_argument("--only", default="", help="comma-separated figure names")
+    args = parser.parse_args(argv)
+    wanted = {n for n in args.only.split(",") if n}
+    results: dict[str, float] = {}
+    if args.out.exists():
+        results.update(json.loads(args.out.read_text()))
+    for name, function, target, what in BENCHMARKS:
+        if wanted and name not in wanted:
+            continue
+        t0 = time.perf_counter()
+        figures = function()
+        for key, value in figures.items():
+            results[key] = value
+            ratio = f"  ({value / target:.2f} × target {target:g})" if key == name and target else ""
+            print(f"{key:28s} {value:10.4g}{ratio}   [{what}]")
+        print(f"  ran in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print(f"→ {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
