@@ -70,9 +70,9 @@ def rotation_between(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
     ua, ub = unit(a), unit(b)
     v = np.cross(ua, ub)
     c = float(np.dot(ua, ub))
-    if np.isclose(c, 1.0):
+    if c > 1.0 - 1e-14:
         return np.eye(3)
-    if np.isclose(c, -1.0):
+    if c < -1.0 + 1e-10:
         p, _, _ = orthonormal_basis(ua)
         return 2.0 * np.outer(p, p) - np.eye(3)
     vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
