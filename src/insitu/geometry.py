@@ -70,11 +70,12 @@ def rotation_between(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
     ua, ub = unit(a), unit(b)
     v = np.cross(ua, ub)
     c = float(np.dot(ua, ub))
-    if c > 1.0 - 1e-14:
-        return np.eye(3)
-    if c < -1.0 + 1e-10:
+    if c < 0.0:
+        # well-conditioned: a half turn about an axis ⟂ a (a → −a), then the small turn −a → b
         p, _, _ = orthonormal_basis(ua)
-        return 2.0 * np.outer(p, p) - np.eye(3)
+        return rotation_between(-ua, ub) @ (2.0 * np.outer(p, p) - np.eye(3))
+    if c > 1.0 - 1e-15:
+        return np.eye(3)
     vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
     return np.eye(3) + vx + vx @ vx * (1.0 / (1.0 + c))
 
