@@ -74,8 +74,6 @@ def rotation_between(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
         # well-conditioned: a half turn about an axis ⟂ a (a → −a), then the small turn −a → b
         p, _, _ = orthonormal_basis(ua)
         return rotation_between(-ua, ub) @ (2.0 * np.outer(p, p) - np.eye(3))
-    if c > 1.0 - 1e-15:
-        return np.eye(3)
     vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
     return np.eye(3) + vx + vx @ vx * (1.0 / (1.0 + c))
 
