@@ -9,7 +9,7 @@ from scipy.spatial import cKDTree
 from insitu.errors import StructureError
 from insitu.geometry import segment_segment_distance
 from insitu.io.patient_folder import load_patient, save_patient
-from insitu.patient.phantom import PhantomSpec, TumorSpec, ct_numbers, make_phantom, phantom_data
+from insitu.patient.phantom import PhantomSpec, TumorSpec, ct_numbers, make_phantom
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,14 @@ def test_trees_do_not_intersect_each_other(phantom):
 
 
 def test_root_calibres_are_anatomical_and_taper_to_the_grid(phantom):
-    anatomy = phantom_data()["anatomy"]
+    from insitu.vascular.generate import load_anatomy
+
+    # common hepatic artery on MDCT: 4.3 mm (type I) and 5.07 mm (variants), Bilir (anatomy.yaml)
+    cha_diameter = max(
+        e["value"]
+        for e in load_anatomy()["calibres"]["common_hepatic_artery_diameter_mm"]
+        if e["status"] == "confirmed"
+    )
     pv = phantom.trees["portal_vein"]
     ha = phantom.trees["hepatic_artery"]
     rhv = phantom.trees["right_hepatic_vein"]
@@ -111,7 +118,7 @@ def test_root_calibres_are_anatomical_and_taper_to_the_grid(phantom):
 
     assert 2 * root_radius(pv) >= 8.0
     assert 2 * root_radius(rhv) >= 8.0
-    assert 2.0 <= 2 * root_radius(ha) <= anatomy["common_hepatic_artery_diameter_mm"]["value"]
+    assert 2.0 <= 2 * root_radius(ha) <= cha_diameter
     for tree in phantom.trees.values():
         terminal = tree.radius_mm[tree.terminals]
         # the finest vessels are about the voxel size (radius 0.3–1.2 voxels at 1 mm)
@@ -206,11 +213,14 @@ def test_tumour_near_a_vessel_keeps_the_requested_gap():
     patient = make_phantom(spec)
     from scipy import ndimage
 
-    distance = ndimage.distance_transform_edt(
-        ~patient.structures["hepatic_veins"].mask, sampling=patient.grid.spacing_kji_mm
-    )
+    # the gap is measured to the hepatic-vein branches of ≥ 5 mm (an assured heat sink, Lu 2002)
+    large = np.zeros(patient.grid.shape, bool)
+    for tree in patient.trees.values():
+        if str(tree.kind) == "hepatic_vein":
+            large |= tree.rasterize(patient.grid, min_radius_mm=2.5)
+    distance = ndimage.distance_transform_edt(~large, sampling=patient.grid.spacing_kji_mm)
     gap = float(distance[patient.structures["tumor_1"].mask].min())
-    assert gap == pytest.approx(5.0, abs=2.0)
+    assert gap == pytest.approx(5.0, abs=1.5 + 1.5)  # ± one voxel each side of the surface
 
 
 def test_impossible_tumour_requests_are_clear_errors():

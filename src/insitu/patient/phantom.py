@@ -20,7 +20,7 @@ import yaml
 from scipy import interpolate, ndimage
 
 from insitu.errors import InsituError, StructureError
-from insitu.geometry import distance_to_segment, unit
+from insitu.geometry import distance_to_segment, segment_segment_distance, unit
 from insitu.grid import Grid, isotropic_grid
 from insitu.patient.patient import Patient
 from insitu.patient.structure import Role, Structure
@@ -32,12 +32,25 @@ _DATA = Path(__file__).with_name("phantom.yaml")
 DEFAULT_EXTENT_MM = (300.0, 220.0, 200.0)
 COUINAUD_NAMES = {1: "I", 2: "II", 3: "III", 4: "IV", 5: "V", 6: "VI", 7: "VII", 8: "VIII"}
 _ROMAN = {v: k for k, v in COUINAUD_NAMES.items()}
+# Veins > 5 mm left viable perivascular tissue after RFA in 7/7 cases, > 3 mm in about half (Lu et al.
+# 2002, AJR 178:47; thermal.md §4.1). Branches of at least this diameter are kept out of phantom
+# tumours, and "near a vessel" is measured to them; smaller branches may run into a tumour.
+MAJOR_VESSEL_DIAMETER_MM = 5.0
+_TREE_KINDS = {"portal_vein": "portal_vein", "hepatic_artery": "hepatic_artery", "hepatic_veins": "hepatic_vein"}
 
 
 @cache
 def phantom_data() -> dict[str, Any]:
     """The phantom's anatomical and contrast numbers with their sources."""
     return yaml.safe_load(_DATA.read_text(encoding="utf-8"))
+
+
+@cache
+def vessel_calibres() -> dict[str, float]:
+    """Root radii of the phantom's vessels (mm), from ``vascular/anatomy.yaml`` with their sources."""
+    from insitu.vascular.generate import load_anatomy
+
+    return {key: float(entry["value"]) for key, entry in load_anatomy()["phantom_defaults"].items()}
 
 
 # ---------------------------------------------------------------------- specifications
@@ -99,7 +112,7 @@ class PhantomSpec:
     lymph_nodes: int = 2
     metastatic_nodes: bool = False
     terminal_radius_voxels: float = 0.75  # vessel trees taper to this radius (in voxels)
-    max_terminals_per_tree: int = 900
+    max_terminals_per_tree: int = 1200
     noise: bool = True
 
     def __post_init__(self) -> None:
@@ -365,13 +378,13 @@ def _liver(b: _Build) -> None:
         return np.sqrt(((x - c[0]) / semi[0]) ** 2 + ((y - c[1]) / semi[1]) ** 2 + ((z - c[2]) / semi[2]) ** 2) - 1.0
 
     right = field_of((-64.0, 6.0, 10.0), (72.0, 84.0, 74.0))
-    left = field_of((24.0, -28.0, 30.0), (70.0, 44.0, 30.0))
+    left = field_of((26.0, -28.0, 30.0), (74.0, 46.0, 31.0))
     liver_field = _smooth_min(right, left, 0.25)
     inside = liver_field <= 0.0
     zd = _diaphragm_height(x, y)
     inside &= z <= zd
     # inferior (visceral) border: slopes up from the right flank to the left lobe, lower at the back
-    z_inferior = -84.0 + 0.42 * (x + 115.0) - 0.12 * y
+    z_inferior = -92.0 + 0.42 * (x + 115.0) - 0.12 * y
     inside &= z >= z_inferior
     liver = np.zeros(shape, dtype=bool)
     liver[sl] = inside
@@ -440,7 +453,7 @@ def _great_vessels(b: _Build) -> None:
     s = b.space
     z0, z1 = -110.0, 110.0
     aorta_r = phantom_data()["anatomy"]["aorta_diameter_mm"]["value"] / 2.0
-    ivc_r = phantom_data()["anatomy"]["ivc_diameter_mm"]["value"] / 2.0
+    ivc_r = vessel_calibres()["ivc_radius_mm"]
     aorta = _tube(s, np.array([[*_AORTA_XY, z0], [*_AORTA_XY, z1]]), aorta_r)
     ivc = _tube(
         s,
@@ -475,21 +488,66 @@ def _vessel_trees(b: _Build) -> None:
     def terminals(root_radius: float) -> int:
         return int(np.clip(round((root_radius / r_term) ** 3), 8, b.spec.max_terminals_per_tree))
 
-    # hilum: the portal vein enters from below, the artery in front of it
+    # hilum: the portal vein enters from below, the artery in front of it; roots sit in liver tissue
+    # deep enough for their calibre (the nearest such voxel to the anatomical position)
+    depth = ndimage.distance_transform_edt(liver, sampling=grid.spacing_kji_mm)
+    trunks: list[tuple[np.ndarray, np.ndarray, float]] = []
+
+    def deep_point(desired: np.ndarray, min_depth_mm: float, radius_mm: float = 0.0) -> np.ndarray:
+        """The liver voxel nearest ``desired`` that is deep enough and clear of the trunks placed so far."""
+        candidates = np.argwhere(depth >= min_depth_mm)
+        world = grid.index_to_world(candidates[:, ::-1].astype(float))
+        for a, c, r in trunks:
+            world = world[distance_to_segment(world, a, c) > radius_mm + r + 0.5 * spacing + 1.5]
+        if world.size == 0:
+            raise InsituError("the phantom liver has no room for a vessel root", "use a finer --spacing-mm")
+        return world[int(np.argmin(np.linalg.norm(world - desired, axis=1)))]
+
     hx, hy = -20.0, -2.0
-    z_hilum = _column_bottom(liver, grid, hx, hy) + 8.0
-    pv_root = np.array([hx, hy, z_hilum])
-    ha_root = np.array([hx + 4.0, hy - 12.0, _column_bottom(liver, grid, hx + 4.0, hy - 12.0) + 6.0])
-    anatomy = phantom_data()["anatomy"]
-    pv_r = anatomy["portal_vein_trunk_diameter_mm"]["value"] / 2.0 * 0.85  # past the trunk, before the bifurcation
-    ha_r = anatomy["common_hepatic_artery_diameter_mm"]["value"] / 2.0 * 0.7  # proper hepatic artery
+    pv_root = deep_point(np.array([hx, hy, _column_bottom(liver, grid, hx, hy) + 8.0]), 4.0 + spacing)
+    z_hilum = float(pv_root[2])
+    calibre = vessel_calibres()
+    pv_r = calibre["portal_vein_root_radius_mm"]
+    ha_r = calibre["proper_hepatic_artery_root_radius_mm"]
     # hepatic veins leave the IVC at the top of the liver, fanning forwards
     ivc_top = np.array([_IVC_XY[0], _IVC_XY[1] - 10.0, 38.0])
     hv = {
-        "right_hepatic_vein": (np.array([-0.95, -0.30, 0.10]), 5.5),
-        "middle_hepatic_vein": (np.array([-0.35, -0.94, -0.05]), 4.5),
-        "left_hepatic_vein": (np.array([0.55, -0.83, -0.05]), 4.0),
+        "right_hepatic_vein": (np.array([-0.95, -0.30, 0.10]), calibre["right_hepatic_vein_root_radius_mm"]),
+        "middle_hepatic_vein": (np.array([-0.35, -0.94, -0.05]), calibre["middle_hepatic_vein_root_radius_mm"]),
+        "left_hepatic_vein": (np.array([0.55, -0.83, -0.05]), calibre["left_hepatic_vein_root_radius_mm"]),
     }
+
+    def first_target(root: np.ndarray, preferred: list, length_mm: float, radius_mm: float) -> np.ndarray:
+        """The first preferred direction whose straight trunk stays in the liver, clear of earlier trunks.
+
+        After the anatomical preferences, a fan of directions ordered by closeness to the first one
+        (and shorter trunks) keeps coarse grids working.
+        """
+        fan = _fibonacci_sphere(96)
+        fan = fan[np.argsort(-(fan @ unit(preferred[0])))]
+        candidates = [(unit(d), length_mm) for d in preferred]
+        candidates += [(d, length_mm) for d in fan] + [(d, 0.6 * length_mm) for d in fan]
+        for direction, length in candidates:
+            end = root + direction * length
+            samples = np.linspace(root, end, int(length / (0.5 * spacing)) + 2)
+            if not np.all(grid.contains_world(samples)):
+                continue
+            ijk = grid.world_to_voxel(samples)
+            clear = all(
+                segment_segment_distance(root, end, a, c) > radius_mm + r + 0.5 * spacing + 1.0 for a, c, r in trunks
+            )
+            if liver[ijk[:, 2], ijk[:, 1], ijk[:, 0]].all() and clear:
+                trunks.append((root, end, radius_mm))
+                return end
+        raise InsituError(
+            f"no trunk direction from {tuple(np.round(root, 1))} mm stays inside the phantom liver",
+            "report this as a bug (phantom geometry)",
+        )
+
+    pv_first = first_target(pv_root, [(-25, 10, 22), (-30, 0, 20), (-20, 15, 15)], 35.0, pv_r)
+    ha_desired = np.array([hx + 4.0, hy - 12.0, _column_bottom(liver, grid, hx + 4.0, hy - 12.0) + 6.0])
+    ha_root = deep_point(ha_desired, 2.0 + spacing, ha_r)
+    ha_first = first_target(ha_root, [(-20, 5, 20), (10, 0, 22), (0, -5, 25), (15, -10, 15), (-5, 10, 25)], 25.0, ha_r)
     specs = [
         TreeSpec(
             name="portal_vein",
@@ -497,7 +555,7 @@ def _vessel_trees(b: _Build) -> None:
             root_mm=tuple(pv_root),
             root_radius_mm=pv_r,
             n_terminals=terminals(pv_r),
-            first_target_mm=tuple(pv_root + [-25.0, 10.0, 22.0]),
+            first_target_mm=tuple(pv_first),
         ),
         TreeSpec(
             name="hepatic_artery",
@@ -505,11 +563,14 @@ def _vessel_trees(b: _Build) -> None:
             root_mm=tuple(ha_root),
             root_radius_mm=ha_r,
             n_terminals=terminals(ha_r) * 4,
-            first_target_mm=tuple(ha_root + [-20.0, 5.0, 20.0]),
+            first_target_mm=tuple(ha_first),
         ),
     ]
     for name, (direction, radius) in hv.items():
-        root = ivc_top + unit(direction) * 14.0
+        root = ivc_top + unit(direction) * 20.0
+        target = first_target(
+            root, [direction, direction + np.array([0, 0, -0.3]), direction + np.array([0, 0, 0.3])], 40.0, radius
+        )
         specs.append(
             TreeSpec(
                 name=name,
@@ -517,7 +578,7 @@ def _vessel_trees(b: _Build) -> None:
                 root_mm=tuple(root),
                 root_radius_mm=radius,
                 n_terminals=terminals(radius),
-                first_target_mm=tuple(root + unit(direction) * 40.0),
+                first_target_mm=tuple(target),
             )
         )
     trees = generate_trees(liver, grid, specs, seed=int(b.rng.integers(2**31)), clearance_mm=0.5 * spacing)
@@ -532,12 +593,8 @@ def _vessel_trees(b: _Build) -> None:
             ha_root,
         ]
     )
-    pv_mask = trees[0].rasterize(grid) | (
-        _tube(s, trunk, anatomy["portal_vein_trunk_diameter_mm"]["value"] / 2.0, samples=20) & ~liver
-    )
-    ha_mask = trees[1].rasterize(grid) | (
-        _tube(s, cha, anatomy["common_hepatic_artery_diameter_mm"]["value"] / 2.0, samples=20) & ~liver
-    )
+    pv_mask = trees[0].rasterize(grid) | (_tube(s, trunk, pv_r, samples=20) & ~liver)
+    ha_mask = trees[1].rasterize(grid) | (_tube(s, cha, calibre["hepatic_artery_root_radius_mm"], samples=20) & ~liver)
     hv_mask = np.zeros(grid.shape, dtype=bool)
     for tree in trees[2:]:
         hv_mask |= tree.rasterize(grid)
@@ -563,14 +620,15 @@ def _couinaud(b: _Build) -> None:
     seg = np.zeros(x.shape, dtype=np.uint8)
     right_posterior = angle < 6.0  # beyond the right hepatic vein plane
     right_anterior = (angle >= 6.0) & (angle < 76.0)  # between right and middle hepatic veins
-    left_medial = (angle >= 76.0) & (angle < 118.0)  # between middle vein and falciform / left vein
-    left_lateral = angle >= 118.0
-    seg[right_posterior & upper] = 7
-    seg[right_posterior & ~upper] = 6
+    left_medial = (angle >= 76.0) & (angle < 128.0)  # between middle vein and falciform / left vein
+    left_lateral = angle >= 128.0
+    upper_posterior = z > z_portal + 15.0  # the right posterior portal branch runs higher
+    seg[right_posterior & upper_posterior] = 7
+    seg[right_posterior & ~upper_posterior] = 6
     seg[right_anterior & upper] = 8
     seg[right_anterior & ~upper] = 5
     seg[left_medial] = 4
-    superior_posterior = (z - 30.0) + 0.6 * (y + 28.0) > 3.0  # above the left portal vein's plane
+    superior_posterior = (z - 30.0) + 0.6 * (y + 28.0) > 2.5  # above the left portal vein's plane
     seg[left_lateral & superior_posterior] = 2
     seg[left_lateral & ~superior_posterior] = 3
     caudate = (np.hypot(x - cx, y - cy) < 34.0) & (x > cx - 6.0) & (y > cy - 30.0) & (z < z_portal + 28.0)
@@ -653,23 +711,21 @@ def _choose_centre(b: _Build, tumor: TumorSpec, depth: np.ndarray, reach: float,
         lo = np.maximum(kji - int(np.ceil((reach + other + 4) / min(grid.spacing_mm))), 0)
         hi = kji + int(np.ceil((reach + other + 4) / min(grid.spacing_mm))) + 1
         ok[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = False
-    # keep large vessels (radius ≥ 2 voxels) outside the tumour
-    large = np.zeros(grid.shape, dtype=bool)
-    for tree in b.info["trees"].values():
-        large |= tree.rasterize(grid, min_radius_mm=2.0 * grid.spacing_mm[0])
-    large_distance = ndimage.distance_transform_edt(~large, sampling=grid.spacing_kji_mm)
-    ok &= large_distance >= reach + 1.0
+    # keep major vessels (≥ 5 mm, an assured heat sink) outside the tumour
+    large = {name: _large_vessel_mask(b, name) for name in _TREE_KINDS}
+    any_large = large["portal_vein"] | large["hepatic_artery"] | large["hepatic_veins"]
+    ok &= ndimage.distance_transform_edt(~any_large, sampling=grid.spacing_kji_mm) >= reach + 1.0
     if tumor.near_vessel is not None:
         name = tumor.near_vessel
         if name not in vessel_depth:
-            vessel_depth[name] = ndimage.distance_transform_edt(~b.masks[name], sampling=grid.spacing_kji_mm)
+            vessel_depth[name] = ndimage.distance_transform_edt(~large[name], sampling=grid.spacing_kji_mm)
         target = reach + float(tumor.vessel_distance_mm)
         gap = np.abs(vessel_depth[name] - target)
         ok_near = ok & (gap <= 0.6 * grid.spacing_mm[0] + 0.25)
         if not ok_near.any():
             raise StructureError(
                 f"no place in segment {tumor.segment} puts a {tumor.diameter_mm:g} mm tumour "
-                f"{tumor.vessel_distance_mm:g} mm from the {name.replace('_', ' ')}",
+                f"{tumor.vessel_distance_mm:g} mm from the {name.replace('_', ' ')} (branches ≥ 5 mm)",
                 "choose another segment, a smaller tumour or another distance",
             )
         ok = ok_near
@@ -683,6 +739,16 @@ def _choose_centre(b: _Build, tumor: TumorSpec, depth: np.ndarray, reach: float,
     scores = depth[tuple(candidates.T)] + b.rng.uniform(0.0, 3.0, size=len(candidates))
     best = candidates[int(np.argmax(scores))]
     return grid.index_to_world(best[::-1].astype(float))
+
+
+def _large_vessel_mask(b: _Build, name: str) -> np.ndarray:
+    """Voxels of the named vessel's branches of at least the major-vessel diameter (trunks included)."""
+    radius = MAJOR_VESSEL_DIAMETER_MM / 2.0
+    mask = np.zeros(b.grid.shape, dtype=bool)
+    for tree in b.info["trees"].values():
+        if str(tree.kind) == _TREE_KINDS[name]:
+            mask |= tree.rasterize(b.grid, min_radius_mm=radius)
+    return mask | (b.masks[name] & ~b.masks["liver"])
 
 
 def _lymph_nodes(b: _Build) -> None:

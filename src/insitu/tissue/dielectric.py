@@ -1,12 +1,13 @@
 """Gabriel 4-Cole–Cole dielectric model: tissue permittivity and conductivity at any frequency.
 
-Complex relative permittivity at angular frequency ω = 2πf (Gabriel, Lau & Gabriel 1996, PMB 41:2271):
+Complex relative permittivity at angular frequency ω = 2πf (Gabriel, Lau & Gabriel 1996,
+PMB 41:2271):
 
     ε̂(ω) = ε∞ + Σₙ Δεₙ / (1 + (jωτₙ)^(1−αₙ)) + σᵢ / (jωε₀)
 
-The relative permittivity is ``Re ε̂`` and the effective conductivity ``σ = −ωε₀ Im ε̂`` (S/m; it
-includes every dielectric loss, which is what heats tissue in a microwave field). Values are computed,
-never copied from tables, so one parameter set serves 480 kHz RF, 915 MHz and 2.45 GHz alike.
+The relative permittivity is ``Re ε̂`` and the effective conductivity ``σ = −ωε₀ Im ε̂`` (S/m;
+it includes every dielectric loss, which is what heats tissue in a microwave field). Values are
+computed, never copied from tables, so one parameter set serves 480 kHz, 915 MHz and 2.45 GHz.
 """
 
 from __future__ import annotations
@@ -73,7 +74,12 @@ class ColeCole:
                     f"Cole–Cole {name} {values!r} is not four finite numbers",
                     "give four values, one per dispersion (use 0 for an unused one)",
                 )
-        scalars = (self.eps_inf, self.sigma_i_s_m, self.permittivity_factor, self.conductivity_factor)
+        scalars = (
+            self.eps_inf,
+            self.sigma_i_s_m,
+            self.permittivity_factor,
+            self.conductivity_factor,
+        )
         if not all(math.isfinite(float(v)) for v in scalars):
             raise TissueError("Cole–Cole parameters are not finite", "give finite ε∞, σᵢ and factors")
         if self.eps_inf < 1.0 or self.sigma_i_s_m < 0.0 or min(self.delta_eps) < 0.0:
@@ -107,7 +113,9 @@ class ColeCole:
         return eps
 
     def relative_permittivity(
-        self, frequency_hz: float | np.ndarray, temperature_c: float | np.ndarray = REFERENCE_TEMPERATURE_C
+        self,
+        frequency_hz: float | np.ndarray,
+        temperature_c: float | np.ndarray = REFERENCE_TEMPERATURE_C,
     ) -> np.ndarray:
         """Relative permittivity ε_r (float64; a 0-d array or numpy scalar for scalar input)."""
         eps_r = self.complex_permittivity(frequency_hz).real * self.permittivity_factor
@@ -115,12 +123,14 @@ class ColeCole:
         return np.asarray(eps_r * factor, dtype=np.float64)[()]
 
     def conductivity_s_m(
-        self, frequency_hz: float | np.ndarray, temperature_c: float | np.ndarray = REFERENCE_TEMPERATURE_C
+        self,
+        frequency_hz: float | np.ndarray,
+        temperature_c: float | np.ndarray = REFERENCE_TEMPERATURE_C,
     ) -> np.ndarray:
         """Effective conductivity σ = −ωε₀ Im ε̂ in S/m (ionic plus dielectric loss)."""
         f = _frequencies(frequency_hz)
         sigma = -2.0 * math.pi * f * EPSILON_0 * self.complex_permittivity(f).imag
-        sigma = sigma * self.conductivity_factor
+        sigma = sigma * self.conductivity_factor + 0.0  # + 0.0 turns −0.0 (lossless media) into 0.0
         factor = _temperature_factor(self.conductivity_per_c, self.temperature_range_c, temperature_c)
         return np.asarray(sigma * factor, dtype=np.float64)[()]
 

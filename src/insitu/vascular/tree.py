@@ -76,9 +76,7 @@ class VesselTree:
         if n == 0:
             raise StructureError(f"vessel tree {self.name!r} is empty", "give at least the root")
         if self.flow_unit not in FLOW_UNITS:
-            raise StructureError(
-                f"unknown flow unit {self.flow_unit!r}", f"use one of {', '.join(FLOW_UNITS)}"
-            )
+            raise StructureError(f"unknown flow unit {self.flow_unit!r}", f"use one of {', '.join(FLOW_UNITS)}")
         if self.flow is None:
             self.flow = self._terminal_fraction()
             self.flow_unit = "relative"
@@ -93,10 +91,12 @@ class VesselTree:
     # ------------------------------------------------------------------ topology
     @property
     def n_nodes(self) -> int:
+        """Number of nodes, the root included."""
         return int(self.points_mm.shape[0])
 
     @property
     def n_segments(self) -> int:
+        """Number of segments (one per non-root node)."""
         return self.n_nodes - 1
 
     @cached_property
@@ -213,12 +213,10 @@ class VesselTree:
         return out
 
     def validate(self) -> None:
-        """Raise :class:`StructureError` unless this is a finite, connected tree with positive radii."""
+        """Raise :class:`StructureError` unless this is a finite connected tree, radii > 0."""
         n = self.n_nodes
         if not np.all(np.isfinite(self.points_mm)):
-            raise StructureError(
-                f"vessel tree {self.name!r} has non-finite points", "give finite LPS millimetres"
-            )
+            raise StructureError(f"vessel tree {self.name!r} has non-finite points", "give finite LPS millimetres")
         if np.any((self.parent < -1) | (self.parent >= n)) or np.any(self.parent[1:] == -1):
             raise StructureError(
                 f"vessel tree {self.name!r} has parent indices outside 0..{n - 1} or a second root",
@@ -233,7 +231,7 @@ class VesselTree:
         if not np.all(np.isfinite(self.radius_mm)) or np.any(self.radius_mm <= 0.0):
             bad = int(np.flatnonzero(~(self.radius_mm > 0.0))[0])
             raise StructureError(
-                f"vessel tree {self.name!r} has a zero, negative or non-finite radius at node {bad}",
+                f"vessel tree {self.name!r} has a zero, negative or non-finite radius (node {bad})",
                 "give every node a positive radius in millimetres",
             )
         flow = np.asarray(self.flow)
@@ -349,9 +347,7 @@ class VesselTree:
         """The same tree with flows in mL/min, scaled so the inlet carries ``inlet_flow_ml_min``."""
         flow = np.asarray(self.flow, dtype=np.float64)
         if flow[0] <= 0.0:
-            raise StructureError(
-                f"vessel tree {self.name!r} has no inlet flow to scale", "set flow[0] > 0"
-            )
+            raise StructureError(f"vessel tree {self.name!r} has no inlet flow to scale", "set flow[0] > 0")
         return self._replace(flow=flow * (float(inlet_flow_ml_min) / flow[0]), flow_unit="ml_min")
 
     def subtree(self, node: int) -> VesselTree:
@@ -370,9 +366,7 @@ class VesselTree:
         if node == 0:
             keep = down
             new_parent_of = {int(n): i for i, n in enumerate(keep)}
-            parent = np.array(
-                [-1] + [new_parent_of[int(self.parent[n])] for n in keep[1:]], dtype=np.int64
-            )
+            parent = np.array([-1] + [new_parent_of[int(self.parent[n])] for n in keep[1:]], dtype=np.int64)
             return self._replace(
                 points_mm=self.points_mm[keep],
                 parent=parent,
@@ -409,9 +403,7 @@ class VesselTree:
         elif m.shape == (4, 4):
             linear, offset = m[:3, :3], m[:3, 3]
         else:
-            raise StructureError(
-                f"transform has shape {m.shape}", "give a 4×4 homogeneous or 3×3 matrix"
-            )
+            raise StructureError(f"transform has shape {m.shape}", "give a 4×4 homogeneous or 3×3 matrix")
         gram = linear.T @ linear
         scale2 = float(np.trace(gram) / 3.0)
         if scale2 <= 0.0 or not np.allclose(gram, scale2 * np.eye(3), rtol=1e-6, atol=1e-9):
@@ -420,9 +412,7 @@ class VesselTree:
                 "give a rigid or uniformly scaled transform; vessels would stop being cylinders",
             )
         scale = math.sqrt(scale2)
-        return self._replace(
-            points_mm=self.points_mm @ linear.T + offset, radius_mm=self.radius_mm * scale
-        )
+        return self._replace(points_mm=self.points_mm @ linear.T + offset, radius_mm=self.radius_mm * scale)
 
     # ------------------------------------------------------------------ voxelisation
     def _segments_in_grid_frame(
@@ -469,7 +459,8 @@ class VesselTree:
         if thick.any():
             lo, hi = _index_box(a[thick], b[thick], r[thick], spacing, grid.shape)
             if lo is not None:
-                bits = np.zeros(tuple(int(h - lo_) for lo_, h in zip(lo, hi, strict=True)), np.uint64)
+                box = tuple(int(h - lo_) for lo_, h in zip(lo, hi, strict=True))
+                bits = np.zeros(box, dtype=np.uint64)
                 _occupancy_bits(a[thick], b[thick], r[thick], spacing, lo, bits)
                 sub = tuple(slice(int(lo_), int(h)) for lo_, h in zip(lo, hi, strict=True))
                 out[sub] = _popcount_fraction(bits)
@@ -544,8 +535,16 @@ def _strahler(order: np.ndarray, kids: np.ndarray, offsets: np.ndarray) -> np.nd
 
 @numba.njit(cache=True, inline="always")
 def _dist2_point_segment(
-    px: float, py: float, pz: float, ax: float, ay: float, az: float, dx: float, dy: float,
-    dz: float, inv_len2: float,
+    px: float,
+    py: float,
+    pz: float,
+    ax: float,
+    ay: float,
+    az: float,
+    dx: float,
+    dy: float,
+    dz: float,
+    inv_len2: float,
 ) -> float:
     """Squared distance from p to the segment a + t·d, t ∈ [0, 1] (all in mm)."""
     wx, wy, wz = px - ax, py - ay, pz - az
@@ -559,155 +558,176 @@ def _dist2_point_segment(
 
 
 @numba.njit(cache=True)
-def _traverse(
-    a: np.ndarray, b: np.ndarray, shape: tuple[int, int, int], cells: np.ndarray,
-    tvals: np.ndarray,
-) -> int:
-    """Voxels (k, j, i) a line from index point a to b passes through, in order (Amanatides–Woo).
-
-    Voxel v covers [v − ½, v + ½) on each axis. Writes the cells and the parameter t where the
-    line leaves each one; returns how many (voxels outside the grid are skipped).
-    """
-    nk, nj, ni = shape
-    v = np.empty(3, dtype=np.int64)
-    step = np.empty(3, dtype=np.int64)
-    tmax = np.empty(3)
-    tdelta = np.empty(3)
-    for ax in range(3):
-        v[ax] = int(np.floor(a[ax] + 0.5))
-        d = b[ax] - a[ax]
-        if d > 0.0:
-            step[ax] = 1
-            tmax[ax] = (v[ax] + 0.5 - a[ax]) / d
-            tdelta[ax] = 1.0 / d
-        elif d < 0.0:
-            step[ax] = -1
-            tmax[ax] = (v[ax] - 0.5 - a[ax]) / d
-            tdelta[ax] = -1.0 / d
-        else:
-            step[ax] = 0
-            tmax[ax] = np.inf
-            tdelta[ax] = np.inf
-    count = 0
-    limit = cells.shape[0]
-    while count < limit:
-        ax = 0
-        if tmax[1] < tmax[ax]:
-            ax = 1
-        if tmax[2] < tmax[ax]:
-            ax = 2
-        t_exit = min(tmax[ax], 1.0)
-        i, j, k = v[0], v[1], v[2]
-        if 0 <= i < ni and 0 <= j < nj and 0 <= k < nk:
-            cells[count, 0] = k
-            cells[count, 1] = j
-            cells[count, 2] = i
-            tvals[count] = t_exit
-            count += 1
-        else:
-            # keep the exit parameter continuous for the next voxel inside the grid
-            pass
-        if tmax[ax] > 1.0:
-            break
-        v[ax] += step[ax]
-        tmax[ax] += tdelta[ax]
-    return count
+def _fill_capsule(
+    mask: np.ndarray,
+    ai: float,
+    aj: float,
+    ak: float,
+    bi: float,
+    bj: float,
+    bk: float,
+    rad: float,
+    sx: float,
+    sy: float,
+    sz: float,
+) -> None:
+    """Set voxels whose centre is within ``rad`` mm of the segment a–b (continuous indices)."""
+    nk, nj, ni = mask.shape
+    ax, ay, az = ai * sx, aj * sy, ak * sz
+    dx, dy, dz = bi * sx - ax, bj * sy - ay, bk * sz - az
+    len2 = dx * dx + dy * dy + dz * dz
+    inv = 1.0 / len2 if len2 > 0.0 else 0.0
+    r2 = rad * rad
+    i0 = max(int(np.ceil(min(ai, bi) - rad / sx)), 0)
+    i1 = min(int(np.floor(max(ai, bi) + rad / sx)), ni - 1)
+    j0 = max(int(np.ceil(min(aj, bj) - rad / sy)), 0)
+    j1 = min(int(np.floor(max(aj, bj) + rad / sy)), nj - 1)
+    k0 = max(int(np.ceil(min(ak, bk) - rad / sz)), 0)
+    k1 = min(int(np.floor(max(ak, bk) + rad / sz)), nk - 1)
+    for k in range(k0, k1 + 1):
+        pz = k * sz
+        for j in range(j0, j1 + 1):
+            py = j * sy
+            for i in range(i0, i1 + 1):
+                if _dist2_point_segment(i * sx, py, pz, ax, ay, az, dx, dy, dz, inv) <= r2:
+                    mask[k, j, i] = True
 
 
 @numba.njit(cache=True)
-def _rasterize(
-    a: np.ndarray, b: np.ndarray, r: np.ndarray, spacing: np.ndarray, mask: np.ndarray
-) -> None:
+def _rasterize(a: np.ndarray, b: np.ndarray, r: np.ndarray, spacing: np.ndarray, mask: np.ndarray) -> None:
     nk, nj, ni = mask.shape
     sx, sy, sz = spacing[0], spacing[1], spacing[2]
     cells = np.empty((4096, 3), dtype=np.int64)
     tvals = np.empty(4096)
     for s in range(r.shape[0]):
-        # capsule: voxel centres within r of the segment, in the grid frame (index × spacing)
-        ax, ay, az = a[s, 0] * sx, a[s, 1] * sy, a[s, 2] * sz
-        dx, dy, dz = b[s, 0] * sx - ax, b[s, 1] * sy - ay, b[s, 2] * sz - az
-        len2 = dx * dx + dy * dy + dz * dz
-        inv = 1.0 / len2 if len2 > 0.0 else 0.0
-        rad = r[s]
-        r2 = rad * rad
-        i0 = max(int(np.ceil(min(a[s, 0], b[s, 0]) - rad / sx)), 0)
-        i1 = min(int(np.floor(max(a[s, 0], b[s, 0]) + rad / sx)), ni - 1)
-        j0 = max(int(np.ceil(min(a[s, 1], b[s, 1]) - rad / sy)), 0)
-        j1 = min(int(np.floor(max(a[s, 1], b[s, 1]) + rad / sy)), nj - 1)
-        k0 = max(int(np.ceil(min(a[s, 2], b[s, 2]) - rad / sz)), 0)
-        k1 = min(int(np.floor(max(a[s, 2], b[s, 2]) + rad / sz)), nk - 1)
-        for k in range(k0, k1 + 1):
-            pz = k * sz
-            for j in range(j0, j1 + 1):
-                py = j * sy
-                for i in range(i0, i1 + 1):
-                    if _dist2_point_segment(i * sx, py, pz, ax, ay, az, dx, dy, dz, inv) <= r2:
-                        mask[k, j, i] = True
+        # capsule, drawn in pieces no longer than a few radii so each box stays tight
+        length = np.sqrt(
+            ((b[s, 0] - a[s, 0]) * sx) ** 2 + ((b[s, 1] - a[s, 1]) * sy) ** 2 + ((b[s, 2] - a[s, 2]) * sz) ** 2
+        )
+        pieces = max(1, int(np.ceil(length / max(4.0 * r[s], 4.0 * min(sx, sy, sz)))))
+        for p in range(pieces):
+            t0, t1 = p / pieces, (p + 1) / pieces
+            _fill_capsule(
+                mask,
+                a[s, 0] + t0 * (b[s, 0] - a[s, 0]),
+                a[s, 1] + t0 * (b[s, 1] - a[s, 1]),
+                a[s, 2] + t0 * (b[s, 2] - a[s, 2]),
+                a[s, 0] + t1 * (b[s, 0] - a[s, 0]),
+                a[s, 1] + t1 * (b[s, 1] - a[s, 1]),
+                a[s, 2] + t1 * (b[s, 2] - a[s, 2]),
+                r[s],
+                sx,
+                sy,
+                sz,
+            )
         # centreline: every voxel the axis passes through (keeps thin vessels connected)
         span = abs(b[s, 0] - a[s, 0]) + abs(b[s, 1] - a[s, 1]) + abs(b[s, 2] - a[s, 2])
         need = int(span) + 8
         if need > cells.shape[0]:
             cells = np.empty((need, 3), dtype=np.int64)
             tvals = np.empty(need)
-        n = _traverse(a[s], b[s], (nk, nj, ni), cells, tvals)
+        n = _traverse(a[s], b[s], cells, tvals)
         for c in range(n):
-            mask[cells[c, 0], cells[c, 1], cells[c, 2]] = True
+            k, j, i = cells[c, 0], cells[c, 1], cells[c, 2]
+            if 0 <= i < ni and 0 <= j < nj and 0 <= k < nk:
+                mask[k, j, i] = True
 
 
 @numba.njit(cache=True)
 def _occupancy_bits(
-    a: np.ndarray, b: np.ndarray, r: np.ndarray, spacing: np.ndarray, lo: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    r: np.ndarray,
+    spacing: np.ndarray,
+    lo: np.ndarray,
     bits: np.ndarray,
 ) -> None:
     """OR into ``bits`` (box starting at ``lo`` (k, j, i)) the 4×4×4 sub-samples inside capsules."""
-    bk, bj, bi = bits.shape
     sx, sy, sz = spacing[0], spacing[1], spacing[2]
+    for s in range(r.shape[0]):
+        length = np.sqrt(
+            ((b[s, 0] - a[s, 0]) * sx) ** 2 + ((b[s, 1] - a[s, 1]) * sy) ** 2 + ((b[s, 2] - a[s, 2]) * sz) ** 2
+        )
+        pieces = max(1, int(np.ceil(length / max(4.0 * r[s], 4.0 * min(sx, sy, sz)))))
+        for p in range(pieces):
+            t0, t1 = p / pieces, (p + 1) / pieces
+            _bits_capsule(
+                bits,
+                lo,
+                a[s, 0] + t0 * (b[s, 0] - a[s, 0]),
+                a[s, 1] + t0 * (b[s, 1] - a[s, 1]),
+                a[s, 2] + t0 * (b[s, 2] - a[s, 2]),
+                a[s, 0] + t1 * (b[s, 0] - a[s, 0]),
+                a[s, 1] + t1 * (b[s, 1] - a[s, 1]),
+                a[s, 2] + t1 * (b[s, 2] - a[s, 2]),
+                r[s],
+                sx,
+                sy,
+                sz,
+            )
+
+
+@numba.njit(cache=True)
+def _bits_capsule(
+    bits: np.ndarray,
+    lo: np.ndarray,
+    ai: float,
+    aj: float,
+    ak: float,
+    bi: float,
+    bj: float,
+    bk: float,
+    rad: float,
+    sx: float,
+    sy: float,
+    sz: float,
+) -> None:
+    """Set the sub-sample bits of voxels near one capsule (4×4×4 samples per voxel)."""
+    bk_, bj_, bi_ = bits.shape
     half_diag = 0.5 * np.sqrt(sx * sx + sy * sy + sz * sz)
     full = np.uint64(0xFFFFFFFFFFFFFFFF)
-    offs = np.array([-0.375, -0.125, 0.125, 0.375])
-    for s in range(r.shape[0]):
-        ax, ay, az = a[s, 0] * sx, a[s, 1] * sy, a[s, 2] * sz
-        dx, dy, dz = b[s, 0] * sx - ax, b[s, 1] * sy - ay, b[s, 2] * sz - az
-        len2 = dx * dx + dy * dy + dz * dz
-        inv = 1.0 / len2 if len2 > 0.0 else 0.0
-        rad = r[s]
-        r2 = rad * rad
-        outer2 = (rad + half_diag) ** 2
-        inner = rad - half_diag
-        inner2 = inner * inner if inner > 0.0 else -1.0
-        i0 = max(int(np.floor(min(a[s, 0], b[s, 0]) - rad / sx)), lo[2])
-        i1 = min(int(np.ceil(max(a[s, 0], b[s, 0]) + rad / sx)), lo[2] + bi - 1)
-        j0 = max(int(np.floor(min(a[s, 1], b[s, 1]) - rad / sy)), lo[1])
-        j1 = min(int(np.ceil(max(a[s, 1], b[s, 1]) + rad / sy)), lo[1] + bj - 1)
-        k0 = max(int(np.floor(min(a[s, 2], b[s, 2]) - rad / sz)), lo[0])
-        k1 = min(int(np.ceil(max(a[s, 2], b[s, 2]) + rad / sz)), lo[0] + bk - 1)
-        for k in range(k0, k1 + 1):
-            pz = k * sz
-            for j in range(j0, j1 + 1):
-                py = j * sy
-                for i in range(i0, i1 + 1):
-                    px = i * sx
-                    d2 = _dist2_point_segment(px, py, pz, ax, ay, az, dx, dy, dz, inv)
-                    if d2 > outer2:
-                        continue
-                    kk, jj, ii = k - lo[0], j - lo[1], i - lo[2]
-                    if d2 <= inner2:
-                        bits[kk, jj, ii] = full
-                        continue
-                    word = bits[kk, jj, ii]
-                    if word == full:
-                        continue
-                    bit = 0
-                    for ok in range(4):
-                        qz = pz + offs[ok] * sz
-                        for oj in range(4):
-                            qy = py + offs[oj] * sy
-                            for oi in range(4):
-                                qx = px + offs[oi] * sx
-                                if _dist2_point_segment(qx, qy, qz, ax, ay, az, dx, dy, dz, inv) <= r2:
-                                    word |= np.uint64(1) << np.uint64(bit)
-                                bit += 1
-                    bits[kk, jj, ii] = word
+    ax, ay, az = ai * sx, aj * sy, ak * sz
+    dx, dy, dz = bi * sx - ax, bj * sy - ay, bk * sz - az
+    len2 = dx * dx + dy * dy + dz * dz
+    inv = 1.0 / len2 if len2 > 0.0 else 0.0
+    r2 = rad * rad
+    outer2 = (rad + half_diag) ** 2
+    inner = rad - half_diag
+    inner2 = inner * inner if inner > 0.0 else -1.0
+    i0 = max(int(np.floor(min(ai, bi) - rad / sx)), lo[2])
+    i1 = min(int(np.ceil(max(ai, bi) + rad / sx)), lo[2] + bi_ - 1)
+    j0 = max(int(np.floor(min(aj, bj) - rad / sy)), lo[1])
+    j1 = min(int(np.ceil(max(aj, bj) + rad / sy)), lo[1] + bj_ - 1)
+    k0 = max(int(np.floor(min(ak, bk) - rad / sz)), lo[0])
+    k1 = min(int(np.ceil(max(ak, bk) + rad / sz)), lo[0] + bk_ - 1)
+    for k in range(k0, k1 + 1):
+        pz = k * sz
+        for j in range(j0, j1 + 1):
+            py = j * sy
+            for i in range(i0, i1 + 1):
+                px = i * sx
+                d2 = _dist2_point_segment(px, py, pz, ax, ay, az, dx, dy, dz, inv)
+                if d2 > outer2:
+                    continue
+                kk, jj, ii = k - lo[0], j - lo[1], i - lo[2]
+                if d2 <= inner2:
+                    bits[kk, jj, ii] = full
+                    continue
+                word = bits[kk, jj, ii]
+                if word == full:
+                    continue
+                bit = 0
+                for ok in range(4):
+                    qz = pz + (ok - 1.5) * 0.25 * sz
+                    for oj in range(4):
+                        qy = py + (oj - 1.5) * 0.25 * sy
+                        for oi in range(4):
+                            qx = px + (oi - 1.5) * 0.25 * sx
+                            d2q = _dist2_point_segment(qx, qy, qz, ax, ay, az, dx, dy, dz, inv)
+                            if d2q <= r2:
+                                word |= np.uint64(1) << np.uint64(bit)
+                            bit += 1
+                bits[kk, jj, ii] = word
 
 
 @numba.njit(cache=True)
@@ -732,7 +752,11 @@ def _popcount_fraction(bits: np.ndarray) -> np.ndarray:
 
 @numba.njit(cache=True)
 def _deposit_thin(
-    a: np.ndarray, b: np.ndarray, r: np.ndarray, spacing: np.ndarray, voxel_volume: float,
+    a: np.ndarray,
+    b: np.ndarray,
+    r: np.ndarray,
+    spacing: np.ndarray,
+    voxel_volume: float,
     out: np.ndarray,
 ) -> None:
     """Add πr²·(length inside each voxel)/voxel volume along every (thin) segment."""
@@ -752,8 +776,7 @@ def _deposit_thin(
         if need > cells.shape[0]:
             cells = np.empty((need, 3), dtype=np.int64)
             tvals = np.empty(need)
-        # walk all voxels (also outside the grid) to get entry parameters right
-        n = _traverse_all(a[s], b[s], cells, tvals)
+        n = _traverse(a[s], b[s], cells, tvals)
         t_prev = 0.0
         for c in range(n):
             k, j, i = cells[c, 0], cells[c, 1], cells[c, 2]
@@ -764,16 +787,12 @@ def _deposit_thin(
 
 
 @numba.njit(cache=True)
-def _traverse_all(a: np.ndarray, b: np.ndarray, cells: np.ndarray, tvals: np.ndarray) -> int:
-    """Like :func:`_traverse` but without clipping to a grid (for exact length bookkeeping)."""
-    big = 1 << 40
-    return _traverse(a, b, (big, big, big), cells, tvals) if False else _traverse_unclipped(
-        a, b, cells, tvals
-    )
+def _traverse(a: np.ndarray, b: np.ndarray, cells: np.ndarray, tvals: np.ndarray) -> int:
+    """Voxels (k, j, i) the line from index point a to b passes through, in order.
 
-
-@numba.njit(cache=True)
-def _traverse_unclipped(a: np.ndarray, b: np.ndarray, cells: np.ndarray, tvals: np.ndarray) -> int:
+    Amanatides–Woo traversal; voxel v covers [v − ½, v + ½) on each axis, so consecutive cells
+    share a face. Writes the parameter t where the line leaves each cell; returns the count.
+    """
     v = np.empty(3, dtype=np.int64)
     step = np.empty(3, dtype=np.int64)
     tmax = np.empty(3)
