@@ -103,7 +103,7 @@ def render_orthogonal_slices(
             "lower",
         ),
     ]
-    fig, axes = plt.subplots(1, 4, figsize=(20, 5.6), gridspec_kw={"width_ratios": [1.36, 1.36, 1.0, 1.36]})
+    fig, axes = plt.subplots(1, 4, figsize=(20, 5.0), gridspec_kw={"width_ratios": [1.36, 1.36, 1.0, 1.36]})
     for ax, (name, img, lab, extent, xl, yl, where, origin) in zip(axes[:3], views, strict=True):
         ax.imshow(img, cmap="gray", extent=extent, origin=origin, interpolation="nearest")
         ax.imshow(
@@ -126,7 +126,7 @@ def render_orthogonal_slices(
     ]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 9), frameon=False, fontsize=9)
     fig.suptitle(title or "insitu", fontsize=13)
-    fig.tight_layout(rect=(0, 0.07, 1, 0.95))
+    fig.tight_layout(rect=(0, 0.08, 1, 0.97))
     path = Path(path)
     with atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
@@ -153,18 +153,14 @@ def _vessel_projection(ax, patient: Patient, extent) -> None:
         "hepatic_artery": (1.0, 0.25, 0.25),
         "hepatic_vein": (0.3, 0.6, 1.0),
     }
-    for tree in patient.trees.values():
+    draw_order = {"hepatic_vein": 0, "portal_vein": 1, "hepatic_artery": 2}  # the thin artery on top
+    for tree in sorted(patient.trees.values(), key=lambda t: draw_order.get(str(t.kind), 3)):
         color = kind_colors.get(str(tree.kind), (0.9, 0.9, 0.9))
         pts = tree.points_mm
         for n in range(1, len(pts)):
             p, c = pts[tree.parent[n]], pts[n]
-            ax.plot(
-                [p[0], c[0]],
-                [p[2], c[2]],
-                color=color,
-                linewidth=max(0.3, 0.9 * tree.radius_mm[n]),
-                solid_capstyle="round",
-            )
+            width = max(0.3, 0.9 * tree.radius_mm[n]) * (2.0 if str(tree.kind) == "hepatic_artery" else 1.0)
+            ax.plot([p[0], c[0]], [p[2], c[2]], color=color, linewidth=width, solid_capstyle="round")
     handles = [Patch(facecolor=c, label=k.replace("_", " ")) for k, c in kind_colors.items()]
     ax.legend(
         handles=handles,

@@ -90,4 +90,50 @@ def vasc_2() -> list[Row]:
     return rows
 
 
-CASES: list[Callable[[], list[Row]]] = [in_phantom, vasc_2]
+def vasc_2_angles() -> list[Row]:
+    """VASC-2: the CCO bifurcation point reproduces the minimum-work branching angles."""
+    from insitu.vascular.generate import optimal_bifurcation_point
+
+    rows = []
+    parent, child, terminal = np.array([0.0, 0.0, -50.0]), np.array([40.0, 0.0, 30.0]), np.array([-45.0, 0.0, 25.0])
+    for split, expected in (((0.5, 0.5), (37.467, 37.467)), ((0.7, 0.3), (25.706, 49.734))):
+        b = optimal_bifurcation_point(parent, child, terminal, split)
+        axis = (b - parent) / np.linalg.norm(b - parent)
+        for end, theta, label in ((child, expected[0], "θ1"), (terminal, expected[1], "θ2")):
+            d = (end - b) / np.linalg.norm(end - b)
+            angle = float(np.degrees(np.arccos(np.clip(d @ axis, -1.0, 1.0))))
+            rows.append(
+                Row.within(
+                    "VASC-2",
+                    f"branch angle {label} (°), flow split {split[0]}/{split[1]}",
+                    angle,
+                    theta,
+                    1e-4,
+                    "vascular.md §8 case 2: cos θ1 = (r0⁴ + r1⁴ − r2⁴)/(2 r0² r1²), minimum work",
+                )
+            )
+    return rows
+
+
+def in_tissue() -> list[Row]:
+    """IN-TISSUE-1: Gabriel 1996 4-Cole–Cole liver permittivity and conductivity, computed in code."""
+    from insitu.tissue import conductivity_s_m, relative_permittivity
+
+    source = "thermal-gaps.md §1.3: Gabriel et al. 1996 Phys Med Biol 41:2271, Appendix C parameters"
+    return [
+        Row.within(
+            "IN-TISSUE-1", "liver ε_r at 915 MHz", float(relative_permittivity("liver", 915e6)), 46.76, 1e-3, source
+        ),
+        Row.within(
+            "IN-TISSUE-1", "liver σ at 915 MHz (S/m)", float(conductivity_s_m("liver", 915e6)), 0.861, 1e-3, source
+        ),
+        Row.within(
+            "IN-TISSUE-1", "liver ε_r at 2.45 GHz", float(relative_permittivity("liver", 2.45e9)), 43.03, 1e-3, source
+        ),
+        Row.within(
+            "IN-TISSUE-1", "liver σ at 2.45 GHz (S/m)", float(conductivity_s_m("liver", 2.45e9)), 1.686, 1e-3, source
+        ),
+    ]
+
+
+CASES: list[Callable[[], list[Row]]] = [in_phantom, vasc_2, vasc_2_angles, in_tissue]

@@ -232,6 +232,32 @@ def generate_trees(
     return out
 
 
+def optimal_bifurcation_point(
+    parent_mm: Sequence[float],
+    child_mm: Sequence[float],
+    terminal_mm: Sequence[float],
+    flow_split: tuple[float, float],
+    murray_exponent: float = 3.0,
+) -> np.ndarray:
+    """The bifurcation point CCO uses: least volume Σ r²·l with r ∝ Q^(1/γ) (a weighted Fermat point).
+
+    ``flow_split`` is the (child, terminal) share of the parent's flow.
+    """
+    w_child, w_terminal = (float(f) ** (2.0 / murray_exponent) for f in flow_split)
+    out = np.empty(3)
+    _fermat_point(
+        np.asarray(parent_mm, float),
+        np.asarray(child_mm, float),
+        np.asarray(terminal_mm, float),
+        1.0,
+        w_child,
+        w_terminal,
+        1e-6,
+        out,
+    )
+    return out
+
+
 def _point(value: Sequence[float], what: str) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float64).reshape(-1)
     if arr.shape != (3,) or not np.all(np.isfinite(arr)):
