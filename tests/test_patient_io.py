@@ -304,3 +304,14 @@ def test_cli_unwritable_output(run_cli, tmp_path):
 def test_copy_of_folder_loads(tmp_path, folder):
     shutil.copytree(folder, tmp_path / "copy")
     assert load_patient(tmp_path / "copy").structures["tumor"].voxel_count > 0
+
+
+def test_outputs_get_normal_permissions(tmp_path, small_patient):
+    import os
+    import stat
+
+    save_patient(small_patient, tmp_path / "p")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "p").stat().st_mode) == 0o777 & ~umask
+    assert stat.S_IMODE((tmp_path / "p" / "ct.nii.gz").stat().st_mode) == 0o666 & ~umask

@@ -18,6 +18,17 @@ from insitu.errors import OutputError
 _OUR_MARKERS = ("structures.yaml", "summary.json", ".insitu-output")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _normal_permissions(path: Path, directory: bool) -> None:
+    """mkstemp/mkdtemp create private (0600/0700) entries; give outputs the usual umask-based mode."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 def _prepare_parent(path: Path) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     try:
@@ -61,6 +72,7 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         (tmp / ".insitu-output").touch()
+        _normal_permissions(tmp, directory=True)
         old = None
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=parent))
@@ -84,6 +96,7 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        _normal_permissions(tmp, directory=False)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
