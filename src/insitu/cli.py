@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -53,6 +55,19 @@ def _progress_bar() -> Progress:
     )
 
 
+def _parse_point_mm(text: str) -> tuple[float, float, float]:
+    """'x,y,z' in LPS millimetres → a point; a one-line error otherwise."""
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise InsituError(
+            f"--tumor-center-mm {text!r} is not three numbers", "give x,y,z in LPS millimetres, e.g. -70,0,20"
+        )
+    return values  # type: ignore[return-value]
+
+
 def _tumor_specs(
     count: int,
     diameter_mm: float,
@@ -60,8 +75,15 @@ def _tumor_specs(
     kind: str,
     near_vessel: str | None,
     vessel_distance_mm: float | None,
+    centers: list[str] | None = None,
 ):
+    """Tumour specifications from the CLI options (explicit centres win over segments)."""
     from insitu.patient.phantom import TumorSpec
+
+    if centers:
+        return tuple(
+            TumorSpec(diameter_mm=diameter_mm, segment=None, center_mm=_parse_point_mm(c), kind=kind) for c in centers
+        )
 
     default_segments = ["8", "6", "2", "5", "7", "3"]
     chosen = segments or default_segments[:count]
@@ -90,6 +112,9 @@ def phantom(
     ] = [],  # noqa: B006
     tumors: Annotated[int, typer.Option(help="number of tumours")] = 1,
     tumor_kind: Annotated[str, typer.Option(help="hcc (hypervascular) or metastasis")] = "hcc",
+    tumor_center_mm: Annotated[
+        list[str], typer.Option(help="tumour centre 'x,y,z' in LPS mm (instead of a segment); repeatable")
+    ] = [],  # noqa: B006
     near_vessel: Annotated[
         str | None,
         typer.Option(help="place the first tumour near portal_vein, hepatic_veins or hepatic_artery"),
@@ -109,7 +134,9 @@ def phantom(
         raise InsituError(f"--tumors {tumors} is outside 0–6", "give 0 to 6 tumours")
     spec = PhantomSpec(
         spacing_mm=spacing_mm,
-        tumors=_tumor_specs(tumors, tumor_diameter_mm, tumor_segment, tumor_kind, near_vessel, vessel_distance_mm),
+        tumors=_tumor_specs(
+            tumors, tumor_diameter_mm, tumor_segment, tumor_kind, near_vessel, vessel_distance_mm, tumor_center_mm
+        ),
         seed=seed,
         lymph_nodes=lymph_nodes,
     )
@@ -154,7 +181,9 @@ def info(
             "min radius (mm)",
             "volume (mL)",
         ):
-            table.add_column(column, justify="right" if column != "tree" else "left")
+            table.add_column(
+                column, justify="right" if column != "tree" else "left", no_wrap=column in ("tree", "kind")
+            )
         for name, tree in patient.trees.items():
             stats = tree.statistics()
             table.add_row(
@@ -172,7 +201,9 @@ def info(
 def _print_structures(patient) -> None:
     table = Table(title="structures")
     for column in ("structure", "role", "tissue", "label", "volume (mL)"):
-        table.add_column(column, justify="right" if column in ("label", "volume (mL)") else "left")
+        table.add_column(
+            column, justify="right" if column in ("label", "volume (mL)") else "left", no_wrap=column == "structure"
+        )
     for structure in patient.structures.values():
         table.add_row(
             structure.name,
@@ -191,7 +222,7 @@ def therapies() -> None:
 
     table = Table(title="therapies")
     for column in ("name", "family", "status", "what it is"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "name")
     for entry in registry():
         status = entry.availability.value
         if status == "planned":
@@ -209,7 +240,7 @@ def devices(
 
     table = Table(title="device catalog")
     for column in ("name", "therapy", "kind", "parameters", "source"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "name")
     for entry in registry():
         device = entry.value
         if therapy and device.therapy != therapy:
@@ -272,25 +303,12 @@ def demo(
 
 
 def main() -> None:
-    """Entry point: run the app, turning InsituError into one line on stderr and exit code 2."""
+    """Entry point: typer handles usage errors (exit 2); an InsituError prints one line and exits 2."""
     try:
-        app(standalone_mode=False)
+        app()
     except InsituError as exc:
-        error_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        error_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except (typer.Exit, SystemExit) as exc:
-        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
-        sys.exit(code)
-    except typer.Abort:
-        error_console.print("aborted")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in standalone_mode=False
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
 
 
 if __name__ == "__main__":

@@ -171,22 +171,15 @@ def _ellipsoid(space: _Space, center, semi_axes, rotation: np.ndarray | None = N
 
 def _tube(space: _Space, points_mm: np.ndarray, radius_mm: float | np.ndarray, samples: int = 0) -> np.ndarray:
     """Boolean tube around a polyline (optionally smoothed to ``samples`` points by a spline)."""
+    from insitu.vascular.tree import VesselTree
+
     pts = np.asarray(points_mm, dtype=float)
     if samples and len(pts) >= 3:
         tck, _ = interpolate.splprep(pts.T, s=0, k=min(3, len(pts) - 1))
         pts = np.stack(interpolate.splev(np.linspace(0, 1, samples), tck), axis=1)
-    radii = np.broadcast_to(np.asarray(radius_mm, dtype=float), (len(pts),))
-    out = np.zeros(space.grid.shape, dtype=bool)
-    for a, b, ra, rb in zip(pts[:-1], pts[1:], radii[:-1], radii[1:], strict=True):
-        r = max(ra, rb)
-        sl = space.box(np.minimum(a, b) - r, np.maximum(a, b) + r)
-        x, y, z = space.sub(sl)
-        if min(s.stop - s.start for s in sl) <= 0:
-            continue
-        coords = np.stack(np.broadcast_arrays(x, y, z), axis=-1)
-        d = distance_to_segment(coords, a, b)
-        out[sl] |= d <= 0.5 * (ra + rb)
-    return out
+    radii = np.array(np.broadcast_to(np.asarray(radius_mm, dtype=float), (len(pts),)))
+    chain = VesselTree(points_mm=pts, parent=np.arange(-1, len(pts) - 1), radius_mm=radii, name="tube")
+    return chain.rasterize(space.grid)
 
 
 def _shell_param(space: _Space, semi: tuple[float, float], inset_mm: float) -> np.ndarray:
@@ -422,8 +415,10 @@ def _abdominal_organs(b: _Build) -> None:
         samples=24,
     )
     stomach = (body | antrum) & abdomen & ~occupied
-    gas = stomach & (s.y < -22.0) & (s.z > 0.0)
-    gas &= ~(stomach & ~ndimage.binary_erosion(stomach, iterations=4))  # keep a 4 mm wall
+    # supine patient: gas collects in the non-dependent (most anterior) part of the lumen
+    lumen = ndimage.binary_erosion(stomach, iterations=max(1, round(4.0 / b.grid.spacing_mm[1])))  # 4 mm wall
+    lumen_y = np.broadcast_to(s.y, stomach.shape)[lumen]
+    gas = lumen & (s.y <= np.percentile(lumen_y, 12.0)) if lumen_y.size else lumen
     b.masks["stomach"] = stomach & ~gas
     b.masks["stomach_gas"] = gas
     occupied |= stomach
