@@ -123,6 +123,7 @@ def test_phantom_bad_options(tmp_path, run_cli, args, message):
 def test_demo_writes_patient_figure_and_summary(tmp_path, run_cli):
     code, out, err = run_cli("demo", "--out", tmp_path / "demo", "--spacing-mm", "3")
     assert code == 0, err
+    assert "liver" in out and "terminals" in out
     demo = tmp_path / "demo"
     png = (demo / "phantom_slices.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
@@ -151,3 +152,4 @@ def test_error_text_with_brackets_is_printed_verbatim(tmp_path, small_patient, r
 def test_unknown_command_is_a_usage_error(run_cli):
     code, _, err = run_cli("simulat")
     assert code == 2
+    assert "simulat" in err
