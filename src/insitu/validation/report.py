@@ -58,6 +58,11 @@ def _fmt(value: float) -> str:
     return f"{value:.3e}"
 
 
+def _cell(text: str) -> str:
+    """Markdown table cells cannot hold a bare pipe."""
+    return str(text).replace("|", "\\|")
+
+
 def render_report(rows: list[Row], header: str = "") -> str:
     """The markdown report: one table row per quantity, then the sources."""
     lines = [
@@ -70,7 +75,8 @@ def render_report(rows: list[Row], header: str = "") -> str:
     ]
     for row in rows:
         lines.append(
-            f"| {row.case_id} | {row.quantity} | {_fmt(row.simulated)} | {row.reference} | {row.tolerance} | "
+            f"| {_cell(row.case_id)} | {_cell(row.quantity)} | {_fmt(row.simulated)} | {_cell(row.reference)} | "
+            f"{_cell(row.tolerance)} | "
             f"{'PASS' if row.passed else 'FAIL'} |"
         )
     passed = sum(r.passed for r in rows)
