@@ -1,5 +1,5 @@
 # The README's two commands are the contract: `make demo` and `make test`, from a fresh clone.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
@@ -8,7 +8,7 @@ export NUMBA_CACHE_DIR ?= $(CURDIR)/.venv/numba-cache
 .PHONY: demo test validate bench lint venv clean
 
 $(STAMP): pyproject.toml
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11+ or run make PYTHON=python3"; exit 2; }
+	@test -n "$(PYTHON)" || { echo "error: no python3.11 or python3 found; install Python 3.11+"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
@@ -26,6 +26,7 @@ validate: $(STAMP)
 	$(PY) -m insitu.validation --out validation/REPORT.md
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
 	$(PY) benchmarks/run.py --out benchmarks/results.json
 
 lint: $(STAMP)
