@@ -251,6 +251,36 @@ def devices(
 
 
 @app.command()
+def simulate(
+    plan_file: Annotated[Path | None, typer.Argument(help="plan file (YAML or JSON)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="folder for result volumes and summary.json")] = None,
+    schema: Annotated[bool, typer.Option("--schema", help="print the plan JSON schema and exit")] = False,
+) -> None:
+    """Run a plan's steps in order on the patient and write the results."""
+    from insitu.plan import load_plan, plan_json_schema
+
+    if schema:
+        typer.echo(json.dumps(plan_json_schema(), indent=2))
+        return
+    if plan_file is None or out is None:
+        raise InsituError("simulate needs a plan file and --out", "run: insitu simulate plan.yaml --out results/")
+    from insitu.io.results import write_outcome
+    from insitu.simulation import resolve_patient
+    from insitu.simulation import simulate as run_plan
+
+    plan = load_plan(plan_file)
+    _check_output_parent(out)
+    patient = resolve_patient(plan)
+    with _progress_bar() as bar:
+        outcome = run_plan(plan, patient, progress=_RichProgress(bar))
+    write_outcome(outcome, out)
+    console.print(f"[bold]{plan.name}[/bold]: {len(outcome.steps)} step(s), results in {out}/")
+    for step in outcome.steps:
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in step.metrics.items())
+        console.print(f"  {step.label}: {metrics}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="folder for the demo outputs")] = Path("insitu-demo"),
     seed: Annotated[int, typer.Option(help="random seed")] = 0,

@@ -135,10 +135,11 @@ _THERAPIES: list[tuple[str, str, str, str]] = [
         "ethanol / acetic acid or gene-vector injection",
         "issue 6",
     ),
+    ("prescribed_source", "research", "prescribed heat source (sphere or Gaussian), power and duration", "issue 3"),
 ]
 
 # Therapies that exist in this version: name → "module:attribute" of their apply function.
-_AVAILABLE_THERAPIES: dict[str, str] = {}
+_AVAILABLE_THERAPIES: dict[str, str] = {"prescribed_source": "insitu.therapies.prescribed_source"}
 
 
 @cache

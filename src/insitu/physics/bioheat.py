@@ -1,0 +1,1148 @@
+"""3-D Pennes bioheat on the voxel grid: explicit (forward Euler) finite volumes.
+
+    ρc ∂T/∂t = ∇·(k∇T) + ρ_b c_b ω (T_a − T) + Q                (thermal.md §1.1)
+
+Discretisation. Cell-centred finite volumes on the ``[k, j, i]`` grid with a 7-point stencil. Every
+face carries a conductance per unit cell volume ``G`` (W m⁻³ K⁻¹): the harmonic mean of the two
+cells' k over the squared spacing, so a flux leaving one cell enters its neighbour exactly (the
+scheme conserves energy to rounding) and jumps in k (tissue/fat/vessel wall) are handled as series
+resistances. The update of a free voxel is
+
+    T' = T + Δt/(ρc) · [ Σ_faces G (T_nb − T) + w (T_a − T) + Q ],   w = ρ_b c_b ω · f_perf.
+
+Layout (DESIGN.md, Performance model). The kernel streams precomputed face conductances
+``gi, gj, gk`` and per-voxel ``1/(ρc)`` and ``w`` arrays, never a tissue index: that layout is
+memory-bound and runs at the triad roofline. Boundary conditions cost nothing per voxel:
+
+- *held voxels* (Dirichlet regions, large-vessel blood, an ambient medium such as air or a cooling
+  pad) keep their value because their ``1/(ρc)`` is zero; their neighbours see them through the face
+  conductances;
+- *convective faces* between a held convective voxel (vessel blood, ambient medium) and a free tissue
+  voxel get the series conductance of half a cell of tissue and the film coefficient,
+  ``G = 1 / (Δ (Δ/(2k) + 1/h))``; for vessels ``h = Nu·k_b/D`` (thermal.md §4.1, laminar Nu
+  3.66–4.36);
+- *box faces* are zero-flux unless a Robin condition names them; a Robin box face is the same series
+  conductance to an ambient temperature held on a virtual layer outside the box (h = ∞ is a
+  Dirichlet face).
+
+Temperature-dependent k and c follow ``x(T) = x37 · (1 + a_x (T − 37 °C))`` with T clipped to
+``ThermalMedium.property_range_c``. They are not re-evaluated every step (a refresh re-reads k, c
+and rebuilds the face conductances, about one step's memory traffic): the solver refreshes after
+``refresh_every_steps`` steps, or earlier once the running sum of the per-step maximum |ΔT| since
+the last refresh exceeds ``refresh_delta_k`` (an upper bound on how far any voxel moved). The
+perfusion factor (a damage accumulator's surviving fraction) is re-read on the same step count.
+
+The stable step is ``min over free voxels of ρc / (Σ G + w)`` (the forward-Euler positivity bound,
+which includes perfusion, Robin and vessel faces) times a safety factor; with temperature-dependent
+properties it is evaluated at the worst case inside the property range (largest k, smallest c) and
+with the perfusion factor at 1, so no refresh can make a running step unstable. A forced step above
+the bound raises :class:`PhysicsError`.
+
+Numbers: fields float32, reductions (energy, source power) float64. SI units, temperatures in °C.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numba
+import numpy as np
+
+from insitu.errors import PhysicsError
+from insitu.progress import Progress, ensure_progress
+
+REFERENCE_TEMPERATURE_C = 37.0
+"""Temperature at which ``conductivity_w_mk`` and ``specific_heat_j_kgk`` are given."""
+BLOOD_DENSITY_KG_M3 = 1050.0  # thermal.md §2.1 [C]
+BLOOD_SPECIFIC_HEAT_J_KGK = 3617.0  # thermal.md §2.1 [R] IT'IS
+BLOOD_CONDUCTIVITY_W_MK = 0.52  # thermal.md §2.1 [R] IT'IS
+ARTERIAL_TEMPERATURE_C = 37.0  # thermal.md §1.1
+LAMINAR_NUSSELT = 4.36  # fully developed laminar pipe flow, constant wall flux (thermal.md §4.1; 3.66 at constant T)
+DEFAULT_SAFETY = 0.9
+BOX_FACES = ("k-", "k+", "j-", "j+", "i-", "i+")
+
+_FREE, _HELD, _CONVECTIVE = 0, 1, 2
+
+FloatOrVolume = float | np.ndarray
+Source = np.ndarray | Callable[[float, np.ndarray], np.ndarray] | None
+
+
+# ----------------------------------------------------------------------------------------- kernels
+# fast-math without "reassoc": vectorisation needs none (no float reductions in the step), and the
+# compensated update's ``y − (tn − t)`` must not be simplified away.
+_FAST = {"nnan", "ninf", "nsz", "arcp", "contract", "afn"}
+
+
+@numba.njit(cache=True, fastmath=_FAST)
+def _voxel(t, tkm, tkp, tjm, tjp, til, tir, gkm, gkp, gjm, gjp, gil, gir, r, w, q, dt, ta):  # pragma: no cover
+    """Forward-Euler update of one voxel (the scalar path used on the i edges)."""
+    f = (
+        gkm * (tkm - t)
+        + gkp * (tkp - t)
+        + gjm * (tjm - t)
+        + gjp * (tjp - t)
+        + gil * (til - t)
+        + gir * (tir - t)
+        + w * (ta - t)
+        + q
+    )
+    return dt * r * f
+
+
+@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+def _step_kernel(T, out, gi, gj, gk, irc, w, q, dt, ta, amb_k, amb_j, amb_i, peak, chg, carry):  # pragma: no cover
+    """One explicit step ``T → out``. ``q``, ``peak``, ``chg`` and ``carry`` may be None (compiled away).
+
+    ``carry`` (optional) holds each voxel's float32 rounding residual (compensated, Kahan, update):
+    the increment actually added is ``d + carry`` and what rounding dropped is kept for the next step.
+
+    ``peak`` (optional) takes the running maximum of ``out``; ``chg[k, i]`` (optional) the running
+    maximum of ΔT² along each (k, i) lane, so the caller can bound max |ΔT| without a float max
+    reduction (which LLVM does not vectorise here). The interior i loop is written out so LLVM
+    vectorises it; the two i edges take the ambient row values of the box faces.
+    """
+    nk, nj, ni = T.shape
+    zero = np.float32(0.0)
+    for k in numba.prange(nk):
+        for j in range(nj):
+            t0 = T[k, j]
+            tkm = T[k - 1, j] if k > 0 else amb_k[0, j]
+            tkp = T[k + 1, j] if k < nk - 1 else amb_k[1, j]
+            tjm = T[k, j - 1] if j > 0 else amb_j[0, k]
+            tjp = T[k, j + 1] if j < nj - 1 else amb_j[1, k]
+            gkm = gk[k, j]
+            gkp = gk[k + 1, j]
+            gjm = gj[k, j]
+            gjp = gj[k, j + 1]
+            gir = gi[k, j]
+            rr = irc[k, j]
+            ww = w[k, j]
+            o = out[k, j]
+            for i in range(1, ni - 1):
+                t = t0[i]
+                f = (
+                    gkm[i] * (tkm[i] - t)
+                    + gkp[i] * (tkp[i] - t)
+                    + gjm[i] * (tjm[i] - t)
+                    + gjp[i] * (tjp[i] - t)
+                    + gir[i] * (t0[i - 1] - t)
+                    + gir[i + 1] * (t0[i + 1] - t)
+                    + ww[i] * (ta - t)
+                )
+                if q is not None:
+                    f += q[k, j, i]
+                d = dt * rr[i] * f
+                if carry is not None:
+                    y = d + carry[k, j, i]
+                    tn = t + y
+                    carry[k, j, i] = y - (tn - t)
+                else:
+                    tn = t + d
+                o[i] = tn
+                if peak is not None:
+                    p = peak[k, j, i]
+                    peak[k, j, i] = p if p >= tn else tn
+                if chg is not None:
+                    d2 = d * d
+                    c = chg[k, i]
+                    chg[k, i] = c if c >= d2 else d2
+            # the i edges (i = 0 and i = ni - 1; one voxel when ni == 1)
+            for e in range(2 if ni > 1 else 1):
+                i = 0 if e == 0 else ni - 1
+                til = t0[i - 1] if i > 0 else amb_i[0, k, j]
+                tir = t0[i + 1] if i < ni - 1 else amb_i[1, k, j]
+                qq = zero
+                if q is not None:
+                    qq = q[k, j, i]
+                t = t0[i]
+                d = _voxel(
+                    t, tkm[i], tkp[i], tjm[i], tjp[i], til, tir,
+                    gkm[i], gkp[i], gjm[i], gjp[i], gir[i], gir[i + 1], rr[i], ww[i], qq, dt, ta,
+                )  # fmt: skip
+                if carry is not None:
+                    y = d + carry[k, j, i]
+                    tn = t + y
+                    carry[k, j, i] = y - (tn - t)
+                else:
+                    tn = t + d
+                o[i] = tn
+                if peak is not None:
+                    p = peak[k, j, i]
+                    peak[k, j, i] = p if p >= tn else tn
+                if chg is not None:
+                    d2 = d * d
+                    c = chg[k, i]
+                    chg[k, i] = c if c >= d2 else d2
+
+
+@numba.njit(cache=True)
+def _interface(ka, kb, kinda, kindb, ha, hb, s):  # pragma: no cover
+    """Conductance per unit volume (W m⁻³ K⁻¹) of the face between cells a and b, spacing s."""
+    if kinda != 0 and kindb != 0:
+        return 0.0
+    if kinda == 2:
+        return 1.0 / (s * (0.5 * s / kb + 1.0 / ha))
+    if kindb == 2:
+        return 1.0 / (s * (0.5 * s / ka + 1.0 / hb))
+    return 2.0 * ka * kb / ((ka + kb) * s * s)
+
+
+@numba.njit(cache=True)
+def _box(kp, kind, h, s):  # pragma: no cover
+    """Conductance of a box face of cell p to the ambient layer: zero-flux (h = 0), Robin or h = ∞."""
+    if kind != 0 or h <= 0.0:
+        return 0.0
+    return 1.0 / (s * (0.5 * s / kp + 1.0 / h))
+
+
+@numba.njit(parallel=True, cache=True)
+def _fill_faces(kvol, kind, hconv, box_h, sk, sj, si, gi, gj, gk):  # pragma: no cover
+    """Face conductances from the cell conductivities, held-voxel kinds and film coefficients."""
+    nk, nj, ni = kvol.shape
+    for k in numba.prange(nk):
+        for j in range(nj):
+            for i in range(ni):
+                kp = float(kvol[k, j, i])
+                kd = kind[k, j, i]
+                hp = float(hconv[k, j, i])
+                # -k face
+                if k == 0:
+                    gk[0, j, i] = _box(kp, kd, box_h[0], sk)
+                else:
+                    gk[k, j, i] = _interface(
+                        float(kvol[k - 1, j, i]), kp, kind[k - 1, j, i], kd, float(hconv[k - 1, j, i]), hp, sk
+                    )
+                if k == nk - 1:
+                    gk[nk, j, i] = _box(kp, kd, box_h[1], sk)
+                if j == 0:
+                    gj[k, 0, i] = _box(kp, kd, box_h[2], sj)
+                else:
+                    gj[k, j, i] = _interface(
+                        float(kvol[k, j - 1, i]), kp, kind[k, j - 1, i], kd, float(hconv[k, j - 1, i]), hp, sj
+                    )
+                if j == nj - 1:
+                    gj[k, nj, i] = _box(kp, kd, box_h[3], sj)
+                if i == 0:
+                    gi[k, j, 0] = _box(kp, kd, box_h[4], si)
+                else:
+                    gi[k, j, i] = _interface(
+                        float(kvol[k, j, i - 1]), kp, kind[k, j, i - 1], kd, float(hconv[k, j, i - 1]), hp, si
+                    )
+                if i == ni - 1:
+                    gi[k, j, ni] = _box(kp, kd, box_h[5], si)
+
+
+@numba.njit(parallel=True, cache=True)
+def _fill_properties(T, k37, ak, rho, c37, ac, kind, tlo, thi, kmode, cmode, kout, irc):  # pragma: no cover
+    """Effective k and 1/(ρc) at temperature T (clipped to [tlo, thi]).
+
+    ``kmode``/``cmode``: 0 → the 37 °C value, 1 → at T, 2 → the worst case for stability inside the
+    range (largest k, smallest c). ``T`` is read only where a mode is 1. Held voxels get 1/(ρc) = 0.
+    """
+    nk, nj, ni = k37.shape
+    for k in numba.prange(nk):
+        for j in range(nj):
+            for i in range(ni):
+                if kmode == 0:
+                    kout[k, j, i] = k37[k, j, i]
+                else:
+                    a = float(ak[k, j, i])
+                    if kmode == 1:
+                        tt = min(max(float(T[k, j, i]), tlo), thi)
+                        m = 1.0 + a * (tt - 37.0)
+                    else:
+                        m = max(1.0 + a * (tlo - 37.0), 1.0 + a * (thi - 37.0))
+                    kout[k, j, i] = k37[k, j, i] * m
+                if kind[k, j, i] != 0:
+                    irc[k, j, i] = 0.0
+                    continue
+                if cmode == 0:
+                    m = 1.0
+                else:
+                    a = float(ac[k, j, i])
+                    if cmode == 1:
+                        tt = min(max(float(T[k, j, i]), tlo), thi)
+                        m = 1.0 + a * (tt - 37.0)
+                    else:
+                        m = min(1.0 + a * (tlo - 37.0), 1.0 + a * (thi - 37.0))
+                irc[k, j, i] = 1.0 / (float(rho[k, j, i]) * float(c37[k, j, i]) * m)
+
+
+@numba.njit(parallel=True, cache=True)
+def _fill_perfusion(omega, factor, rho_c_blood, kind, w):  # pragma: no cover
+    """w = ρ_b c_b ω · clip(factor, 0, 1) (zero in held voxels); returns the count of non-finite values."""
+    nk, nj, ni = omega.shape
+    bad = 0
+    for k in numba.prange(nk):
+        for j in range(nj):
+            for i in range(ni):
+                om = float(omega[k, j, i])
+                f = 1.0
+                if factor is not None:
+                    f = float(factor[k, j, i])
+                if not (math.isfinite(om) and math.isfinite(f)):
+                    bad += 1
+                    w[k, j, i] = 0.0
+                    continue
+                f = min(max(f, 0.0), 1.0)
+                w[k, j, i] = 0.0 if kind[k, j, i] != 0 else rho_c_blood * om * f
+    return bad
+
+
+@numba.njit(parallel=True, cache=True)
+def _stable_dt(gi, gj, gk, irc, w):  # pragma: no cover
+    """min over free voxels of ρc / (Σ face G + w); inf when nothing is free."""
+    nk, nj, ni = irc.shape
+    best = np.inf
+    for k in numba.prange(nk):
+        for j in range(nj):
+            for i in range(ni):
+                r = float(irc[k, j, i])
+                if r <= 0.0:
+                    continue
+                s = (
+                    float(gk[k, j, i])
+                    + float(gk[k + 1, j, i])
+                    + float(gj[k, j, i])
+                    + float(gj[k, j + 1, i])
+                    + float(gi[k, j, i])
+                    + float(gi[k, j, i + 1])
+                    + float(w[k, j, i])
+                )
+                if s > 0.0:
+                    best = min(best, 1.0 / (r * s))
+    return best
+
+
+@numba.njit(parallel=True, cache=True)
+def _sum_and_count_nonfinite(a):  # pragma: no cover
+    """(Σ a in float64, number of non-finite entries) in one pass."""
+    flat = a.reshape(-1)
+    total = 0.0
+    bad = 0
+    for n in numba.prange(flat.size):
+        v = float(flat[n])
+        if math.isfinite(v):
+            total += v
+        else:
+            bad += 1
+    return total, bad
+
+
+@numba.njit(cache=True)
+def _apply_held(T, idx, val):  # pragma: no cover
+    flat = T.reshape(-1)
+    for n in range(idx.size):
+        flat[idx[n]] = val[n]
+
+
+@numba.njit(parallel=True, cache=True)
+def _copy(src, dst):  # pragma: no cover
+    s = src.reshape(-1)
+    d = dst.reshape(-1)
+    for n in numba.prange(s.size):
+        d[n] = s[n]
+
+
+# --------------------------------------------------------------------------------------- the model
+def _volume(name: str, value: Any, shape: tuple[int, ...] | None) -> np.ndarray:
+    """A float32 C-contiguous volume (no copy when it already is one); scalars need ``shape``."""
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        if shape is None:
+            raise PhysicsError(f"{name} is a scalar but no grid shape is known", "pass a 3-D volume")
+        arr = np.full(shape, float(arr), dtype=np.float32)
+    if arr.ndim != 3:
+        raise PhysicsError(f"{name} has {arr.ndim} dimensions, expected a [k, j, i] volume", "pass a 3-D array")
+    if shape is not None and arr.shape != tuple(shape):
+        raise PhysicsError(
+            f"{name} has shape {arr.shape} but the grid is {tuple(shape)}", "resample it onto the thermal grid"
+        )
+    if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
+        raise PhysicsError(f"{name} has dtype {arr.dtype}", "pass a real-valued volume")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _check_finite(name: str, arr: np.ndarray, *, positive: bool = False, nonnegative: bool = False) -> None:
+    _, bad = _sum_and_count_nonfinite(arr)
+    if bad:
+        raise PhysicsError(f"{name} has {bad} non-finite voxels", "fill NaN/inf voxels with tissue values")
+    if positive and float(arr.min()) <= 0.0:
+        raise PhysicsError(f"{name} has non-positive voxels (min {float(arr.min()):g})", "use positive SI values")
+    if nonnegative and float(arr.min()) < 0.0:
+        raise PhysicsError(f"{name} has negative voxels (min {float(arr.min()):g})", "use values ≥ 0")
+
+
+@dataclass
+class ThermalMedium:
+    """Thermal properties on the grid, SI: per-voxel volumes ``[k, j, i]`` (float32) and blood constants.
+
+    ``perfusion_1_s`` is the volumetric blood perfusion ω (1/s); earlier steps (embolisation) may
+    change it in place between or during runs: the solver re-reads it at every coefficient refresh.
+    ``conductivity_coeff_1_k`` / ``specific_heat_coeff_1_k`` are the linear fractional temperature
+    coefficients a_k, a_c (1/K, scalar or volume) of ``x(T) = x37 (1 + a (T − 37 °C))``, evaluated
+    with T clipped to ``property_range_c``.
+    """
+
+    conductivity_w_mk: np.ndarray
+    density_kg_m3: np.ndarray
+    specific_heat_j_kgk: np.ndarray
+    perfusion_1_s: np.ndarray
+    spacing_m: tuple[float, float, float]
+    conductivity_coeff_1_k: FloatOrVolume = 0.0
+    specific_heat_coeff_1_k: FloatOrVolume = 0.0
+    property_range_c: tuple[float, float] = (0.0, 100.0)
+    blood_density_kg_m3: float = BLOOD_DENSITY_KG_M3
+    blood_specific_heat_j_kgk: float = BLOOD_SPECIFIC_HEAT_J_KGK
+    blood_conductivity_w_mk: float = BLOOD_CONDUCTIVITY_W_MK
+    arterial_temperature_c: float = ARTERIAL_TEMPERATURE_C
+
+    def __post_init__(self) -> None:
+        self.conductivity_w_mk = _volume("conductivity_w_mk", self.conductivity_w_mk, None)
+        shape = self.conductivity_w_mk.shape
+        self.density_kg_m3 = _volume("density_kg_m3", self.density_kg_m3, shape)
+        self.specific_heat_j_kgk = _volume("specific_heat_j_kgk", self.specific_heat_j_kgk, shape)
+        self.perfusion_1_s = _volume("perfusion_1_s", self.perfusion_1_s, shape)
+        spacing = tuple(float(s) for s in np.ravel(self.spacing_m))
+        if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
+            raise PhysicsError(f"spacing_m {self.spacing_m} is not three positive lengths", "give (dk, dj, di) in m")
+        if max(spacing) > 0.1:
+            raise PhysicsError(f"spacing_m {spacing} looks like millimetres", "convert the spacing to metres")
+        self.spacing_m = spacing  # type: ignore[assignment]
+        _check_finite("conductivity_w_mk", self.conductivity_w_mk, positive=True)
+        _check_finite("density_kg_m3", self.density_kg_m3, positive=True)
+        _check_finite("specific_heat_j_kgk", self.specific_heat_j_kgk, positive=True)
+        _check_finite("perfusion_1_s", self.perfusion_1_s, nonnegative=True)
+        lo, hi = (float(x) for x in self.property_range_c)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise PhysicsError(f"property_range_c {self.property_range_c} is not an interval", "give (low, high) in °C")
+        self.property_range_c = (lo, hi)
+        for name in ("conductivity_coeff_1_k", "specific_heat_coeff_1_k"):
+            value = getattr(self, name)
+            if np.ndim(value) == 0:
+                value = float(value)
+                if not math.isfinite(value):
+                    raise PhysicsError(f"{name} = {value} is not finite", "give a finite coefficient in 1/K")
+                worst = min(1 + value * (lo - 37.0), 1 + value * (hi - 37.0))
+            else:
+                value = _volume(name, value, shape)
+                _check_finite(name, value)
+                worst = min(
+                    1 + float(value.max()) * (hi - 37.0) if value.max() > 0 else 1.0,
+                    1 + float(value.min()) * (lo - 37.0) if value.min() > 0 else 1.0,
+                    1 + float(value.min()) * (hi - 37.0) if value.min() < 0 else 1.0,
+                    1 + float(value.max()) * (lo - 37.0) if value.max() < 0 else 1.0,
+                )
+            if worst <= 0.0:
+                raise PhysicsError(
+                    f"{name} makes the property non-positive inside property_range_c {self.property_range_c}",
+                    "narrow property_range_c or lower the coefficient",
+                )
+            setattr(self, name, value)
+        for name in (
+            "blood_density_kg_m3",
+            "blood_specific_heat_j_kgk",
+            "blood_conductivity_w_mk",
+        ):
+            v = float(getattr(self, name))
+            if not (math.isfinite(v) and v > 0):
+                raise PhysicsError(f"{name} = {v} is not positive", "use the SI blood constant (thermal.md §2.1)")
+        if not math.isfinite(float(self.arterial_temperature_c)):
+            raise PhysicsError("arterial_temperature_c is not finite", "give it in °C (37)")
+
+    @classmethod
+    def uniform(
+        cls,
+        shape: tuple[int, int, int],
+        spacing_m: tuple[float, float, float] | float,
+        conductivity_w_mk: float,
+        density_kg_m3: float,
+        specific_heat_j_kgk: float,
+        perfusion_1_s: float = 0.0,
+        **kwargs: Any,
+    ) -> ThermalMedium:
+        """A homogeneous medium (tests, verification): every volume filled with one value."""
+        spacing = (float(spacing_m),) * 3 if np.ndim(spacing_m) == 0 else tuple(spacing_m)  # type: ignore[arg-type]
+        full = lambda v: np.full(shape, v, dtype=np.float32)  # noqa: E731
+        return cls(
+            full(conductivity_w_mk),
+            full(density_kg_m3),
+            full(specific_heat_j_kgk),
+            full(perfusion_1_s),
+            spacing,  # type: ignore[arg-type]
+            **kwargs,
+        )
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.conductivity_w_mk.shape  # type: ignore[return-value]
+
+    @property
+    def voxel_volume_m3(self) -> float:
+        return float(np.prod(self.spacing_m))
+
+    @property
+    def blood_heat_capacity_j_m3k(self) -> float:
+        """ρ_b c_b: w = ρ_b c_b ω is the perfusion exchange coefficient (W m⁻³ K⁻¹)."""
+        return float(self.blood_density_kg_m3) * float(self.blood_specific_heat_j_kgk)
+
+    @property
+    def temperature_dependent(self) -> bool:
+        return bool(np.any(self.conductivity_coeff_1_k) or np.any(self.specific_heat_coeff_1_k))
+
+    def heat_capacity_j_m3k(self) -> np.ndarray:
+        """ρc at 37 °C, float64 (for energy balances)."""
+        return self.density_kg_m3.astype(np.float64) * self.specific_heat_j_kgk
+
+
+@dataclass(frozen=True)
+class RobinBoundary:
+    """Convective exchange with an ambient medium at ``ambient_c`` through a film coefficient h (W m⁻² K⁻¹).
+
+    ``box_faces`` names outer faces of the grid (``"k-"``, ``"k+"``, ``"j-"``, ``"j+"``, ``"i-"``,
+    ``"i+"``; ``"all"`` for all six). ``mask`` marks voxels *of the ambient medium* (air above the
+    skin, a water cooling pad): they are held at ``ambient_c`` and every face between them and a free
+    tissue voxel becomes a convective face (so the skin voxels are the tissue voxels touching the
+    mask). ``h_w_m2k = inf`` makes the contact perfect (a Dirichlet face). Held ambient voxels do not
+    limit the time step.
+    """
+
+    h_w_m2k: float
+    ambient_c: float
+    box_faces: tuple[str, ...] = ()
+    mask: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class VesselBoundary:
+    """Large vessels: blood held at ``temperature_c`` (arterial by default) exchanging through the wall.
+
+    The wall coefficient is ``h = Nu · k_b / D`` (thermal.md §4.1) with ``diameter_m`` a scalar or a
+    per-voxel volume (read on the vessel voxels). Every face between a vessel voxel and a free tissue
+    voxel is convective: ``G = 1/(Δ (Δ/(2k) + 1/h))``.
+    """
+
+    mask: np.ndarray
+    diameter_m: FloatOrVolume
+    nusselt: float = LAMINAR_NUSSELT
+    temperature_c: float | None = None
+
+
+class DamageAccumulator(Protocol):
+    """What the solver calls each step on a damage model (physics/damage.py)."""
+
+    def update(self, temperature_c: np.ndarray, dt_s: float) -> None: ...
+
+
+@dataclass
+class ThermalRun:
+    """What :meth:`BioheatSolver.advance` returns.
+
+    ``temperature_c`` is the caller's array (updated in place); ``peak_temperature_c`` the per-voxel
+    maximum over the run (initial value included); ``snapshots`` maps each requested time (s) to a
+    copy of the field; ``source_energy_j`` is ∫∫ Q dV dt (float64).
+    """
+
+    temperature_c: np.ndarray
+    peak_temperature_c: np.ndarray
+    time_s: float
+    steps: int
+    dt_s: float
+    snapshots: dict[float, np.ndarray] = field(default_factory=dict)
+    source_energy_j: float = 0.0
+    property_refreshes: int = 0
+    wall_s: float = 0.0
+
+
+# -------------------------------------------------------------------------------------- the solver
+class BioheatSolver:
+    """Explicit finite-volume Pennes solver on one grid; see the module docstring for the scheme.
+
+    Parameters
+    ----------
+    medium:
+        properties and spacing.
+    dirichlet_mask, dirichlet_temperature_c:
+        voxels held at a temperature (cooled applicator shaft, cryoprobe wall): scalar or volume
+        (read on the mask). Precedence where masks overlap: Dirichlet > vessel > ambient (Robin).
+    robin:
+        one :class:`RobinBoundary` or several (box faces and/or ambient-medium masks).
+    vessels:
+        one :class:`VesselBoundary` or several.
+    safety:
+        fraction of the stability bound used by the automatic step.
+    refresh_every_steps, refresh_delta_k:
+        cadence of coefficient refreshes (temperature-dependent k/c, perfusion factor).
+    compensated:
+        keep each voxel's float32 rounding residual (Kahan). Near 37 °C a float32 temperature has a
+        resolution of 3.8e-6 K; increments below half of it are dropped, which in slowly warming
+        far-field voxels is a systematic loss of ~1e-5 of the injected energy over a few hundred
+        steps. The compensated update conserves energy to ~1e-7 for 8 more bytes per voxel-update
+        (about 20 % slower). Off by default: 1e-5 of the energy is far below every other error.
+    """
+
+    def __init__(
+        self,
+        medium: ThermalMedium,
+        dirichlet_mask: np.ndarray | None = None,
+        dirichlet_temperature_c: FloatOrVolume | None = None,
+        robin: RobinBoundary | Sequence[RobinBoundary] | None = None,
+        vessels: VesselBoundary | Sequence[VesselBoundary] | None = None,
+        *,
+        safety: float = DEFAULT_SAFETY,
+        refresh_every_steps: int = 10,
+        refresh_delta_k: float = 1.0,
+        compensated: bool = False,
+    ) -> None:
+        if not isinstance(medium, ThermalMedium):
+            raise PhysicsError("medium is not a ThermalMedium", "build one with ThermalMedium(...)")
+        if not (0.0 < safety <= 1.0):
+            raise PhysicsError(f"safety factor {safety} is outside (0, 1]", "use e.g. 0.9")
+        if int(refresh_every_steps) < 1 or not (refresh_delta_k > 0):
+            raise PhysicsError("refresh cadence must be ≥ 1 step and > 0 K", "use the defaults (10 steps, 1 K)")
+        self.medium = medium
+        self.safety = float(safety)
+        self.refresh_every_steps = int(refresh_every_steps)
+        self.refresh_delta_k = float(refresh_delta_k)
+        shape = medium.shape
+        nk, nj, ni = shape
+        kind = np.zeros(shape, dtype=np.uint8)
+        hconv = np.zeros(shape, dtype=np.float32)
+        held_t = np.zeros(shape, dtype=np.float32)
+        box_h = np.zeros(6, dtype=np.float64)
+        box_t = np.full(6, medium.arterial_temperature_c, dtype=np.float64)
+
+        robins = [] if robin is None else [robin] if isinstance(robin, RobinBoundary) else list(robin)
+        for rb in robins:
+            h = float(rb.h_w_m2k)
+            if not (h > 0) or math.isnan(h):
+                raise PhysicsError(
+                    f"Robin h_w_m2k = {rb.h_w_m2k} is not positive", "give h in W/m²/K (> 0, inf allowed)"
+                )
+            if not math.isfinite(float(rb.ambient_c)):
+                raise PhysicsError("Robin ambient_c is not finite", "give the ambient temperature in °C")
+            faces = BOX_FACES if tuple(rb.box_faces) == ("all",) or rb.box_faces == "all" else tuple(rb.box_faces)
+            for face in faces:
+                if face not in BOX_FACES:
+                    raise PhysicsError(f"unknown box face {face!r}", f"use one of {', '.join(BOX_FACES)} or 'all'")
+                box_h[BOX_FACES.index(face)] = h
+                box_t[BOX_FACES.index(face)] = float(rb.ambient_c)
+            if rb.mask is not None:
+                m = self._mask("Robin ambient mask", rb.mask, shape)
+                kind[m] = _CONVECTIVE
+                hconv[m] = h
+                held_t[m] = rb.ambient_c
+            if not faces and rb.mask is None:
+                raise PhysicsError("a RobinBoundary names no box face and no mask", "give box_faces or mask")
+
+        vessel_list = [] if vessels is None else [vessels] if isinstance(vessels, VesselBoundary) else list(vessels)
+        for vb in vessel_list:
+            m = self._mask("vessel mask", vb.mask, shape)
+            if np.ndim(vb.diameter_m) == 0:
+                dia = np.float64(vb.diameter_m)
+                bad = not (math.isfinite(dia) and dia > 0)
+            else:
+                dia = _volume("vessel diameter_m", vb.diameter_m, shape)[m].astype(np.float64)
+                bad = dia.size > 0 and not (np.all(np.isfinite(dia)) and dia.min() > 0)
+            if bad:
+                raise PhysicsError("vessel diameter_m is not positive and finite on the mask", "give D in metres")
+            if np.any(np.asarray(dia) > 0.1):
+                raise PhysicsError("vessel diameter_m looks like millimetres", "convert the diameter to metres")
+            nu = float(vb.nusselt)
+            if not (math.isfinite(nu) and nu > 0):
+                raise PhysicsError(f"vessel nusselt = {vb.nusselt} is not positive", "use 3.66–4.36 (laminar)")
+            t_blood = medium.arterial_temperature_c if vb.temperature_c is None else float(vb.temperature_c)
+            if not math.isfinite(t_blood):
+                raise PhysicsError("vessel temperature_c is not finite", "give the blood temperature in °C")
+            kind[m] = _CONVECTIVE
+            hconv[m] = nu * medium.blood_conductivity_w_mk / dia
+            held_t[m] = t_blood
+
+        if dirichlet_mask is not None:
+            m = self._mask("Dirichlet mask", dirichlet_mask, shape)
+            if not m.any():
+                raise PhysicsError("the Dirichlet mask is empty", "mark at least one voxel or pass dirichlet_mask=None")
+            if dirichlet_temperature_c is None:
+                raise PhysicsError("a Dirichlet mask needs dirichlet_temperature_c", "give a scalar or a volume in °C")
+            values = self._dirichlet_values(dirichlet_temperature_c, m, shape)
+            kind[m] = _HELD
+            hconv[m] = 0.0
+            held_t[m] = values
+            self._dirichlet_mask = m
+        else:
+            if dirichlet_temperature_c is not None:
+                raise PhysicsError("dirichlet_temperature_c given without a mask", "pass dirichlet_mask too")
+            self._dirichlet_mask = None
+
+        if not np.any(kind == _FREE):
+            raise PhysicsError("every voxel is held (Dirichlet, vessel or ambient)", "leave some tissue free")
+        self._kind = kind
+        self._hconv = hconv
+        self._held_idx = np.flatnonzero(kind.reshape(-1) != _FREE).astype(np.int64)
+        self._held_val = held_t.reshape(-1)[self._held_idx].copy()
+        self._box_h = box_h
+        self._amb_k = np.empty((2, nj, ni), np.float32)
+        self._amb_j = np.empty((2, nk, ni), np.float32)
+        self._amb_i = np.empty((2, nk, nj), np.float32)
+        for side in (0, 1):
+            self._amb_k[side] = box_t[0 + side]
+            self._amb_j[side] = box_t[2 + side]
+            self._amb_i[side] = box_t[4 + side]
+
+        self._gi = np.zeros((nk, nj, ni + 1), np.float32)
+        self._gj = np.zeros((nk, nj + 1, ni), np.float32)
+        self._gk = np.zeros((nk + 1, nj, ni), np.float32)
+        self._irc = np.zeros(shape, np.float32)
+        self._w = np.zeros(shape, np.float32)
+        self._keff = np.empty(shape, np.float32)
+        self._scratch = np.empty(shape, np.float32)
+        self._ak = self._coefficient(medium.conductivity_coeff_1_k)
+        self._ac = self._coefficient(medium.specific_heat_coeff_1_k)
+        self._tdep = self._ak is not None or self._ac is not None
+        self._chg = np.zeros((nk, ni), np.float32) if self._tdep else None
+        self._carry = np.zeros(shape, np.float32) if compensated else None
+        self._factor: np.ndarray | None = None
+        self._bound_s = math.nan
+        self._since_refresh = 0
+        self._change_k = 0.0
+        self.refreshes = 0
+        self.update_coefficients()
+
+    # ------------------------------------------------------------------ set-up helpers
+    @staticmethod
+    def _mask(name: str, mask: Any, shape: tuple[int, ...]) -> np.ndarray:
+        m = np.asarray(mask)
+        if m.shape != tuple(shape):
+            raise PhysicsError(
+                f"{name} has shape {m.shape} but the grid is {tuple(shape)}", "resample it onto the grid"
+            )
+        if m.dtype != np.bool_:
+            raise PhysicsError(f"{name} has dtype {m.dtype}", "pass a boolean mask")
+        return m
+
+    @staticmethod
+    def _dirichlet_values(value: FloatOrVolume, m: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        if np.ndim(value) == 0:
+            values = np.full(int(m.sum()), float(value), dtype=np.float32)  # type: ignore[arg-type]
+        else:
+            values = _volume("dirichlet_temperature_c", value, shape)[m]
+        if not np.all(np.isfinite(values)):
+            raise PhysicsError("dirichlet_temperature_c is not finite on the mask", "give temperatures in °C")
+        return values
+
+    def _coefficient(self, value: FloatOrVolume) -> np.ndarray | None:
+        if np.ndim(value) == 0:
+            return None if float(value) == 0.0 else np.full(self.medium.shape, float(value), np.float32)  # type: ignore[arg-type]
+        return value  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ coefficients
+    def _fill(self, T: np.ndarray | None, worst_case: bool) -> None:
+        """k, 1/(ρc) and face conductances: at T, at 37 °C (T None) or at the stability worst case."""
+        med = self.medium
+        lo, hi = med.property_range_c
+
+        def mode(coefficient: np.ndarray | None) -> int:
+            if coefficient is None:
+                return 0
+            return 2 if worst_case else (0 if T is None else 1)
+
+        ak = self._ak if self._ak is not None else med.conductivity_w_mk
+        ac = self._ac if self._ac is not None else med.specific_heat_j_kgk
+        _fill_properties(
+            med.conductivity_w_mk if T is None else T,  # unused unless a mode is 1
+            med.conductivity_w_mk, ak, med.density_kg_m3, med.specific_heat_j_kgk, ac,
+            self._kind, lo, hi, mode(self._ak), mode(self._ac), self._keff, self._irc,
+        )  # fmt: skip
+        sk, sj, si = med.spacing_m
+        _fill_faces(self._keff, self._kind, self._hconv, self._box_h, sk, sj, si, self._gi, self._gj, self._gk)
+
+    def _fill_perfusion(self, factor: np.ndarray | None, worst_case: bool) -> None:
+        med = self.medium
+        omega = med.perfusion_1_s
+        if omega.shape != med.shape or omega.dtype != np.float32 or not omega.flags.c_contiguous:
+            raise PhysicsError("medium.perfusion_1_s was replaced by a non-float32 volume", "assign a float32 volume")
+        bad = _fill_perfusion(omega, None if worst_case else factor, med.blood_heat_capacity_j_m3k, self._kind, self._w)
+        if bad:
+            raise PhysicsError(f"perfusion or its factor has {bad} non-finite voxels", "fill them with finite values")
+        if float(self._w.min()) < 0.0:
+            raise PhysicsError("medium.perfusion_1_s has negative voxels", "perfusion must be ≥ 0")
+
+    def update_coefficients(self, temperature_c: np.ndarray | None = None, perfusion_factor: Any = None) -> float:
+        """Recompute the stability bound (worst case) and the coefficients at ``temperature_c``.
+
+        Call after changing ``medium`` in place (perfusion after embolisation, properties); the
+        solver calls it at the start of every :meth:`advance`. Returns the bound in seconds.
+        """
+        self._set_factor(perfusion_factor)
+        self._fill(None, worst_case=True)
+        self._fill_perfusion(None, worst_case=True)
+        bound = _stable_dt(self._gi, self._gj, self._gk, self._irc, self._w)
+        if not (bound > 0):
+            raise PhysicsError("the stability bound is not positive", "check the medium for extreme values")
+        self._bound_s = float(bound)
+        self._refresh(temperature_c)
+        return self._bound_s
+
+    def _set_factor(self, perfusion_factor: Any) -> None:
+        if perfusion_factor is None:
+            self._factor = None
+            return
+        f = perfusion_factor() if callable(perfusion_factor) else perfusion_factor
+        f = np.asarray(f)
+        if f.shape != self.medium.shape:
+            raise PhysicsError(
+                f"perfusion factor has shape {f.shape} but the grid is {self.medium.shape}",
+                "supply the factor on the thermal grid",
+            )
+        self._factor = np.ascontiguousarray(f, dtype=np.float32)
+
+    def _refresh(self, T: np.ndarray | None) -> None:
+        """Coefficients at the current state (temperature, perfusion factor)."""
+        self._fill(T if self._tdep else None, worst_case=False)
+        self._fill_perfusion(self._factor, worst_case=False)
+        self._since_refresh = 0
+        self._change_k = 0.0
+        if self._chg is not None:
+            self._chg.fill(0.0)
+        self.refreshes += 1
+
+    # ------------------------------------------------------------------ public queries
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.medium.shape
+
+    @property
+    def stability_bound_s(self) -> float:
+        """The largest stable forward-Euler step (no safety factor), worst case over the property range."""
+        return self._bound_s
+
+    def stable_time_step_s(self, safety: float | None = None) -> float:
+        """The automatic step: ``safety`` (default the solver's, 0.9) × the stability bound."""
+        s = self.safety if safety is None else float(safety)
+        if not (0.0 < s <= 1.0):
+            raise PhysicsError(f"safety factor {s} is outside (0, 1]", "use e.g. 0.9")
+        return s * self._bound_s
+
+    @property
+    def held_mask(self) -> np.ndarray:
+        """Voxels whose temperature the solver holds (Dirichlet, vessel blood, ambient medium)."""
+        return self._kind != _FREE
+
+    def face_conductances(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(gi, gj, gk) per unit volume, W m⁻³ K⁻¹; shapes (nk,nj,ni+1), (nk,nj+1,ni), (nk+1,nj,ni). Read-only views."""
+        views = (self._gi.view(), self._gj.view(), self._gk.view())
+        for v in views:
+            v.flags.writeable = False
+        return views
+
+    def set_dirichlet_temperature(self, dirichlet_temperature_c: FloatOrVolume) -> None:
+        """Change the held temperature of the Dirichlet region (e.g. a cryoprobe's thaw phase) between runs."""
+        if self._dirichlet_mask is None:
+            raise PhysicsError("this solver has no Dirichlet region", "build it with dirichlet_mask")
+        values = self._dirichlet_values(dirichlet_temperature_c, self._dirichlet_mask, self.shape)
+        full = np.zeros(self.shape, np.float32)
+        full[self._dirichlet_mask] = values
+        sel = self._dirichlet_mask.reshape(-1)[self._held_idx]
+        self._held_val[sel] = full.reshape(-1)[self._held_idx[sel]]
+
+    def apply_held(self, temperature_c: np.ndarray) -> None:
+        """Write the held temperatures (Dirichlet, vessel blood, ambient) into ``temperature_c`` in place."""
+        self._check_temperature(temperature_c)
+        _apply_held(temperature_c, self._held_idx, self._held_val)
+
+    # ------------------------------------------------------------------ stepping
+    def _check_temperature(self, T: Any) -> None:
+        if not isinstance(T, np.ndarray) or T.dtype != np.float32 or not T.flags.c_contiguous:
+            raise PhysicsError("the temperature field is not a C-contiguous float32 array", "use np.float32 volumes")
+        if T.shape != self.shape:
+            raise PhysicsError(f"temperature has shape {T.shape} but the grid is {self.shape}", "use the solver's grid")
+        if not T.flags.writeable:
+            raise PhysicsError("the temperature field is read-only", "pass a writeable array")
+
+    def _check_source(self, q: Any) -> np.ndarray | None:
+        if q is None:
+            return None
+        arr = np.asarray(q)
+        if arr.shape != self.shape:
+            raise PhysicsError(
+                f"source has shape {arr.shape} but the thermal grid is {self.shape}",
+                "resample the source onto the thermal grid",
+            )
+        if arr.dtype != np.float32 or not arr.flags.c_contiguous:
+            arr = np.ascontiguousarray(arr, dtype=np.float32)
+        return arr
+
+    def _check_dt(self, dt_s: float) -> float:
+        dt = float(dt_s)
+        if not (math.isfinite(dt) and dt > 0):
+            raise PhysicsError(f"time step {dt_s} s is not positive", "give dt_s > 0 or leave it None")
+        if dt > self._bound_s * (1.0 + 1e-6):
+            raise PhysicsError(
+                f"time step {dt:.4g} s exceeds the explicit stability limit {self._bound_s:.4g} s",
+                f"use dt_s ≤ {self.stable_time_step_s():.4g} s or leave dt_s=None",
+            )
+        return dt
+
+    def _kernel(self, cur: np.ndarray, nxt: np.ndarray, dt: float, q: np.ndarray | None, peak: np.ndarray | None):
+        _step_kernel(
+            cur, nxt, self._gi, self._gj, self._gk, self._irc, self._w, q, np.float32(dt),
+            np.float32(self.medium.arterial_temperature_c), self._amb_k, self._amb_j, self._amb_i, peak, self._chg,
+            self._carry,
+        )  # fmt: skip
+        self._since_refresh += 1
+        if self._chg is not None:
+            self._change_k += math.sqrt(float(self._chg.max()))
+            self._chg.fill(0.0)
+
+    def _maybe_refresh(self, T: np.ndarray, factor_source: Any) -> bool:
+        due = self._since_refresh >= self.refresh_every_steps
+        if self._tdep and self._change_k >= self.refresh_delta_k:
+            due = True
+        if not due or (not self._tdep and not callable(factor_source)):
+            return False
+        if callable(factor_source):
+            self._set_factor(factor_source)
+        self._refresh(T)
+        return True
+
+    def step(
+        self,
+        temperature_c: np.ndarray,
+        dt_s: float,
+        source_w_m3: np.ndarray | None = None,
+        peak_temperature_c: np.ndarray | None = None,
+    ) -> None:
+        """One explicit step of ``temperature_c`` in place (computed into an internal buffer, copied back).
+
+        Checks shapes and the step against the stability limit before touching anything;
+        ``peak_temperature_c`` (optional) takes the running maximum. :meth:`advance` is faster
+        (it swaps buffers instead of copying back).
+        """
+        self._check_temperature(temperature_c)
+        dt = self._check_dt(dt_s)
+        q = self._check_source(source_w_m3)
+        if peak_temperature_c is not None and (
+            peak_temperature_c.shape != self.shape or peak_temperature_c.dtype != np.float32
+        ):
+            raise PhysicsError("peak_temperature_c is not a float32 volume on the grid", "allocate it like T")
+        self._maybe_refresh(temperature_c, None)
+        self._kernel(temperature_c, self._scratch, dt, q, peak_temperature_c)
+        _copy(self._scratch, temperature_c)
+
+    def advance(
+        self,
+        temperature_c: np.ndarray,
+        duration_s: float,
+        *,
+        source_w_m3: Source = None,
+        source_interval_s: float | None = None,
+        dt_s: float | None = None,
+        perfusion_factor: np.ndarray | Callable[[], np.ndarray] | None = None,
+        damage: DamageAccumulator | None = None,
+        step_callback: Callable[[float, np.ndarray], None] | None = None,
+        snapshot_times_s: Sequence[float] = (),
+        peak_temperature_c: np.ndarray | None = None,
+        progress: Progress | None = None,
+        start_time_s: float = 0.0,
+    ) -> ThermalRun:
+        """Advance ``temperature_c`` (float32, in place) by ``duration_s``.
+
+        ``source_w_m3``: None, a volume (W/m³), or ``source(t_s, T) -> volume`` re-evaluated every
+        ``source_interval_s`` (default: every step) — return float32 to avoid a copy.
+        ``dt_s``: None for the automatic stable step; a forced step above the limit raises.
+        ``perfusion_factor``: a volume or a callable returning one (0…1, clipped), re-read every
+        ``refresh_every_steps``; when None and ``damage`` has ``perfusion_factor()``, that is used.
+        ``damage.update(T, dt)`` and ``step_callback(t_s, T)`` run after every step with the new
+        field (a buffer owned by the solver: read it, don't keep it). ``snapshot_times_s``: times
+        (from the start of this call) at which a copy is kept; steps are shortened to land on them
+        and on ``duration_s``. ``peak_temperature_c``: an existing peak field to continue
+        (otherwise a new one starting from ``temperature_c``). Held voxels are written into
+        ``temperature_c`` first. Progress is reported as stage ``"bioheat"``.
+        """
+        wall0 = time.perf_counter()
+        report = ensure_progress(progress)
+        self._check_temperature(temperature_c)
+        duration = float(duration_s)
+        if not (math.isfinite(duration) and duration >= 0):
+            raise PhysicsError(f"duration {duration_s} s is not a time", "give duration_s ≥ 0")
+        snaps = sorted({float(t) for t in snapshot_times_s})
+        if snaps and (snaps[0] < 0 or snaps[-1] > duration * (1 + 1e-12)):
+            raise PhysicsError(f"snapshot times {snaps} fall outside [0, {duration}] s", "give times inside the run")
+        if source_interval_s is not None and not (float(source_interval_s) > 0):
+            raise PhysicsError("source_interval_s is not positive", "give seconds > 0 or None for every step")
+        if peak_temperature_c is not None and (
+            peak_temperature_c.shape != self.shape or peak_temperature_c.dtype != np.float32
+        ):
+            raise PhysicsError("peak_temperature_c is not a float32 volume on the grid", "allocate it like T")
+        if perfusion_factor is None and damage is not None and hasattr(damage, "perfusion_factor"):
+            perfusion_factor = damage.perfusion_factor  # type: ignore[attr-defined]
+        _, bad = _sum_and_count_nonfinite(temperature_c)
+        if bad:
+            raise PhysicsError(f"the initial temperature has {bad} non-finite voxels", "start from a finite field")
+
+        # coefficients and the bound at the current state (perfusion may have changed since the last run);
+        # this touches only the solver's own buffers, so a failing check below leaves the caller's data alone
+        self.update_coefficients(temperature_c if self._tdep else None, perfusion_factor)
+        dt_nominal = self.stable_time_step_s() if dt_s is None else self._check_dt(dt_s)
+        callable_source = callable(source_w_m3)
+        q = None
+        q_power_w = 0.0
+        voxel_m3 = self.medium.voxel_volume_m3
+
+        def evaluate_source(t_s: float, T: np.ndarray) -> tuple[np.ndarray | None, float]:
+            raw = source_w_m3(t_s, T) if callable_source else source_w_m3  # type: ignore[operator]
+            arr = self._check_source(raw)
+            if arr is None:
+                return None, 0.0
+            total, nonfinite = _sum_and_count_nonfinite(arr)
+            if nonfinite:
+                raise PhysicsError(f"the source has {nonfinite} non-finite voxels", "return finite W/m³ values")
+            return arr, total * voxel_m3
+
+        q, q_power_w = evaluate_source(start_time_s, temperature_c)
+
+        # everything checked: now write
+        _apply_held(temperature_c, self._held_idx, self._held_val)
+        if peak_temperature_c is None:
+            peak = temperature_c.copy()
+        else:
+            peak = peak_temperature_c
+            np.maximum(peak, temperature_c, out=peak)
+        snapshots: dict[float, np.ndarray] = {t: np.empty_like(temperature_c) for t in snaps}
+        pending = list(snaps)
+        while pending and pending[0] <= 0.0:
+            snapshots[pending.pop(0)][...] = temperature_c
+
+        cur, nxt = temperature_c, self._scratch
+        t = 0.0
+        steps = 0
+        energy = 0.0
+        next_source = float(source_interval_s) if (callable_source and source_interval_s) else 0.0
+        report_every = max(duration / 100.0, 1e-300)
+        next_report = report_every
+        eps = 1e-9 * max(dt_nominal, 1e-300)
+        report("bioheat", 0.0, f"dt {dt_nominal:.3g} s")
+        while duration - t > eps:
+            if callable_source and steps > 0 and (source_interval_s is None or t >= next_source - eps):
+                q, q_power_w = evaluate_source(start_time_s + t, cur)
+                if source_interval_s:
+                    while next_source <= t + eps:
+                        next_source += float(source_interval_s)
+            if steps > 0:
+                self._maybe_refresh(cur, perfusion_factor)
+            dt = dt_nominal
+            stop = pending[0] if pending else duration
+            if t + dt > stop - eps:
+                dt = stop - t
+            self._kernel(cur, nxt, dt, q, peak)
+            cur, nxt = nxt, cur
+            t = t + dt if stop - (t + dt) > eps else stop
+            steps += 1
+            energy += q_power_w * dt
+            if damage is not None:
+                damage.update(cur, dt)
+            if step_callback is not None:
+                step_callback(start_time_s + t, cur)
+            while pending and pending[0] <= t + eps:
+                _copy(cur, snapshots[pending.pop(0)])
+            if t >= next_report:
+                report("bioheat", min(t / duration, 1.0), f"{t:.1f} / {duration:.1f} s")
+                next_report += report_every
+        if cur is not temperature_c:
+            _copy(cur, temperature_c)
+        report("bioheat", 1.0, f"{steps} steps")
+        return ThermalRun(
+            temperature_c=temperature_c,
+            peak_temperature_c=peak,
+            time_s=t,
+            steps=steps,
+            dt_s=dt_nominal,
+            snapshots=snapshots,
+            source_energy_j=energy,
+            property_refreshes=self.refreshes,
+            wall_s=time.perf_counter() - wall0,
+        )
+
+    # ------------------------------------------------------------------ steady state
+    def steady_state(
+        self,
+        source_w_m3: np.ndarray | None = None,
+        *,
+        rtol: float = 1e-10,
+        dtype: type = np.float32,
+    ) -> np.ndarray:
+        """The fixed point of the explicit scheme (same faces, perfusion and boundaries), by sparse CG.
+
+        Solves Σ G (T_nb − T) + w (T_a − T) + Q = 0 on the free voxels with the coefficients of the
+        last refresh (constant properties); held voxels keep their values. For verification and for
+        a steady initial field. Needs a sink (perfusion, a held voxel or a Robin face).
+        """
+        import scipy.sparse as sp
+        import scipy.sparse.linalg as spla
+
+        q = self._check_source(source_w_m3)
+        shape = self.shape
+        n = int(np.prod(shape))
+        free = (self._kind == _FREE).reshape(-1)
+        num = -np.ones(n, np.int64)
+        num[free] = np.arange(int(free.sum()))
+        held_full = np.zeros(n, np.float64)
+        held_full[self._held_idx] = self._held_val
+        diag = self._w.astype(np.float64).reshape(-1).copy()
+        rhs = diag * self.medium.arterial_temperature_c
+        if q is not None:
+            rhs += q.astype(np.float64).reshape(-1)
+        rows, cols, vals = [], [], []
+        index = np.arange(n).reshape(shape)
+        box_t = (
+            (self._amb_k[0, 0, 0], self._amb_k[1, 0, 0]),
+            (self._amb_j[0, 0, 0], self._amb_j[1, 0, 0]),
+            (self._amb_i[0, 0, 0], self._amb_i[1, 0, 0]),
+        )
+        for axis, g in enumerate((self._gk, self._gj, self._gi)):
+            g64 = g.astype(np.float64)
+            m = g.shape[axis]
+            inner = np.take(g64, np.arange(1, m - 1), axis=axis)
+            a = np.take(index, np.arange(0, m - 2), axis=axis).reshape(-1)
+            b = np.take(index, np.arange(1, m - 1), axis=axis).reshape(-1)
+            gv = inner.reshape(-1)
+            np.add.at(diag, a, gv)
+            np.add.at(diag, b, gv)
+            rows += [a, b]
+            cols += [b, a]
+            vals += [gv, gv]
+            for side, plane in ((0, 0), (1, m - 1)):
+                gb = np.take(g64, plane, axis=axis).reshape(-1)
+                cells = np.take(index, 0 if side == 0 else m - 2, axis=axis).reshape(-1)
+                np.add.at(diag, cells, gb)
+                np.add.at(rhs, cells, gb * float(box_t[axis][side]))
+        r = np.concatenate(rows)
+        c = np.concatenate(cols)
+        v = np.concatenate(vals)
+        # held neighbours go to the right-hand side; free-free couplings stay in the matrix
+        fr, fc = free[r], free[c]
+        np.add.at(rhs, r[fr & ~fc], v[fr & ~fc] * held_full[c[fr & ~fc]])
+        keep = fr & fc
+        A = sp.csr_matrix(
+            (np.concatenate([-v[keep], diag[free]]), (np.concatenate([num[r[keep]], np.arange(free.sum())]),
+             np.concatenate([num[c[keep]], np.arange(free.sum())]))),
+            shape=(int(free.sum()),) * 2,
+        )  # fmt: skip
+        if float(diag[free].min()) <= 0.0:
+            raise PhysicsError("a free voxel has no conductance at all", "check the medium and masks")
+        b = rhs[free]
+        precond = spla.LinearOperator(A.shape, matvec=lambda x: x / diag[free])
+        x0 = np.full(b.size, self.medium.arterial_temperature_c)
+        x, info = spla.cg(A, b, x0=x0, rtol=rtol, atol=0.0, M=precond, maxiter=20000)
+        if info != 0:
+            raise PhysicsError(
+                "the steady-state solve did not converge (no heat sink?)",
+                "add perfusion, a held region or a Robin face",
+            )
+        out = held_full.copy()
+        out[free] = x
+        return out.reshape(shape).astype(dtype)

@@ -1,0 +1,173 @@
+"""The thermal step every heating or cooling therapy shares: state → Pennes run with damage → new state.
+
+A therapy supplies its source (W/m³) and boundary conditions; this module turns the tissue state
+into SI property volumes, crops the grid to the region the heat can reach (the rest cannot change
+in the step's duration), runs the bioheat solver with the damage accumulator alongside, and writes
+temperature, damage and perfusion shut-down back into a new state. Air and gas are an ambient
+medium (held at body temperature, film coefficient ``GAS_FILM_W_M2K``), not conducting voxels, so
+they never limit the explicit time step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from insitu.physics.bioheat import BioheatSolver, RobinBoundary, ThermalMedium
+from insitu.physics.damage import DamageAccumulator
+from insitu.simulation import StepContext, StepResult
+from insitu.state import TissueState
+
+# Natural convection at a skin–air or tissue–gas interface: h ≈ 5–10 W m⁻² K⁻¹ (standard
+# heat-transfer textbook range for free convection in air, e.g. Incropera & DeWitt, Fundamentals of
+# Heat and Mass Transfer, Table 1.1: 2–25) — recalled; small against tissue conduction at 1 mm.
+GAS_FILM_W_M2K = 10.0
+# Heat cannot travel much beyond a few diffusion lengths sqrt(α t) during a step; the crop keeps
+# CROP_DIFFUSION_LENGTHS of them (and at least CROP_MIN_MARGIN_MM) around the source and held regions.
+CROP_DIFFUSION_LENGTHS = 6.0
+CROP_MIN_MARGIN_MM = 15.0
+ABLATION_FIELD = "ablation_zone"
+
+
+def _damage_models(plan_criterion: str) -> tuple[str, ...]:
+    models = ["cem43", "extremes", "three_state"]
+    if plan_criterion.startswith("arrhenius:"):
+        models.insert(0, plan_criterion)
+    else:
+        models.insert(0, "arrhenius:liver_comsol")
+    return tuple(models)
+
+
+def _medium(state: TissueState, context: StepContext, slices: tuple[slice, ...], spacing_m) -> ThermalMedium:
+    library = context.library
+    index = state.tissue_index[slices]
+
+    def volume(prop: str) -> np.ndarray:
+        return library.volume_from_table(index, np.nan_to_num(library.property_table(prop), nan=0.0))
+
+    return ThermalMedium(
+        conductivity_w_mk=volume("thermal_conductivity_w_m_k"),
+        density_kg_m3=volume("density_kg_m3"),
+        specific_heat_j_kgk=volume("specific_heat_j_kg_k"),
+        perfusion_1_s=np.ascontiguousarray(state.perfusion_per_s[slices], dtype=np.float32),
+        spacing_m=spacing_m,
+        conductivity_coeff_1_k=volume("thermal_conductivity_per_c"),
+        specific_heat_coeff_1_k=volume("specific_heat_per_c"),
+        arterial_temperature_c=state.body_temperature_c,
+    )
+
+
+def _crop(state: TissueState, active: np.ndarray, duration_s: float, diffusivity_m2_s: float):
+    margin_mm = max(CROP_MIN_MARGIN_MM, 1e3 * CROP_DIFFUSION_LENGTHS * math.sqrt(diffusivity_m2_s * duration_s))
+    return state.grid.crop_to_mask(active, margin_mm=margin_mm)
+
+
+def run_thermal_step(
+    state: TissueState,
+    context: StepContext,
+    therapy: str,
+    source_w_m3: np.ndarray,
+    heating_s: float,
+    cooldown_s: float = 0.0,
+    dirichlet_mask: np.ndarray | None = None,
+    dirichlet_temperature_c: float | np.ndarray | None = None,
+) -> tuple[TissueState, StepResult]:
+    """Heat with ``source_w_m3`` for ``heating_s``, then ``cooldown_s`` without it; returns the new state."""
+    grid = state.grid
+    library = context.library
+    air = library.index_of("air")
+    active = source_w_m3 > 0
+    if dirichlet_mask is not None:
+        active = active | dirichlet_mask
+    # the fastest diffusivity among the tissues present sets the crop margin
+    diffusivity = library.property_table("thermal_conductivity_w_m_k") / (
+        library.property_table("density_kg_m3") * library.property_table("specific_heat_j_kg_k")
+    )
+    present = np.unique(state.tissue_index[active]) if active.any() else np.array([library.index_of("liver")])
+    alpha = (
+        float(np.nanmax(np.where(np.arange(len(diffusivity)) == air, np.nan, diffusivity)[present]))
+        if (present.size and not np.all(present == air))
+        else 1.5e-7
+    )
+    sub, slices = _crop(state, active, heating_s + cooldown_s, alpha)
+    spacing_m = tuple(s * 1e-3 for s in sub.spacing_kji_mm)
+    medium = _medium(state, context, slices, spacing_m)
+    gas = state.tissue_index[slices] == air
+    robin = [RobinBoundary(h_w_m2k=math.inf, ambient_c=state.body_temperature_c, box_faces=("all",))]
+    if gas.any():
+        robin.append(RobinBoundary(h_w_m2k=GAS_FILM_W_M2K, ambient_c=state.body_temperature_c, mask=gas))
+    held = None if dirichlet_mask is None else np.ascontiguousarray(dirichlet_mask[slices])
+    held_t = dirichlet_temperature_c
+    if isinstance(held_t, np.ndarray):
+        held_t = np.ascontiguousarray(held_t[slices], dtype=np.float32)
+    solver = BioheatSolver(medium, dirichlet_mask=held, dirichlet_temperature_c=held_t, robin=robin)
+
+    shape = sub.shape
+    damage = DamageAccumulator(shape, models=_damage_models(context.plan.damage_model))
+    damage.load({name: values[slices] for name, values in state.damage.items()})
+    temperature = np.ascontiguousarray(state.temperature_c[slices], dtype=np.float32)
+    source = np.ascontiguousarray(source_w_m3[slices], dtype=np.float32)
+    peak = temperature.copy()
+    damage.observe(temperature)  # the start of the first step's temperature path
+    report = context.progress
+    total = heating_s + cooldown_s
+    heat = solver.advance(
+        temperature,
+        heating_s,
+        source_w_m3=source,
+        damage=damage,
+        peak_temperature_c=peak,
+        progress=lambda stage, f, m="": report("thermal", f * heating_s / total, m),
+    )
+    steps, dt = heat.steps, heat.dt_s
+    if cooldown_s > 0:
+        cool = solver.advance(
+            temperature,
+            cooldown_s,
+            damage=damage,
+            peak_temperature_c=peak,
+            start_time_s=heating_s,
+            progress=lambda stage, f, m="": report("thermal", (heating_s + f * cooldown_s) / total, m),
+        )
+        steps += cool.steps
+
+    new = state.copy()
+    new.temperature_c[slices] = temperature
+    for name, values in damage.fields().items():
+        if name not in new.damage:
+            new.damage[name] = np.full(grid.shape, damage.neutral_value(name), dtype=np.float32)
+        new.damage[name][slices] = values
+    # perfusion stops where the tissue died (it stays stopped in later steps)
+    factor = damage.perfusion_factor()
+    new.perfusion_arterial_per_s[slices] *= factor
+    new.perfusion_portal_per_s[slices] *= factor
+    new.time_s = state.time_s + total
+
+    zone = np.zeros(grid.shape, dtype=bool)
+    zone[slices] = damage.dead_mask(_zone_criterion(context.plan.damage_model))
+    peak_full = np.full(grid.shape, np.nan, dtype=np.float32)
+    peak_full[slices] = peak
+    result = StepResult(index=0, therapy=therapy, label="")
+    result.fields = {"max_temperature_c": np.nan_to_num(peak_full, nan=state.body_temperature_c), ABLATION_FIELD: zone}
+    result.metrics = _zone_metrics(zone, peak, context, state)
+    result.metrics.update({"time_steps": float(steps), "time_step_s": float(dt), "duration_s": float(total)})
+    return new, result
+
+
+def _zone_criterion(plan_criterion: str) -> str:
+    return "arrhenius" if plan_criterion.startswith("arrhenius:") else plan_criterion
+
+
+def _zone_metrics(zone: np.ndarray, peak: np.ndarray, context: StepContext, state: TissueState) -> dict[str, float]:
+    """Zone volume, peak temperature and each target's coverage (share of its voxels in the zone)."""
+    grid = state.grid
+    metrics = {
+        "peak_temperature_c": float(peak.max()),
+        "ablation_volume_ml": float(np.count_nonzero(zone)) * grid.voxel_volume_ml,
+    }
+    names = context.plan.targets or [t.name for t in context.patient.targets]
+    for name in names:
+        target = context.patient.structure(name).mask
+        metrics[f"coverage_{name}"] = float(np.count_nonzero(zone & target)) / max(1, int(np.count_nonzero(target)))
+    return metrics
