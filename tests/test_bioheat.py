@@ -334,3 +334,19 @@ def test_all_held_or_bad_boundaries_raise():
     with pytest.raises(PhysicsError, match="not positive"):
         BioheatSolver(med, robin=RobinBoundary(-1.0, 20.0, box_faces=("i+",)))
     assert math.isfinite(BioheatSolver(med, robin=RobinBoundary(math.inf, 20.0, box_faces="all")).stability_bound_s)
+
+
+def test_failure_inside_the_loop_leaves_the_last_good_step():
+    med = _uniform((6, 6, 6))
+    solver = BioheatSolver(med)
+    calls = []
+
+    def source(t, T):
+        calls.append(t)
+        return np.full(T.shape if len(calls) < 3 else (2, 2, 2), 1e5, np.float32)
+
+    T = np.full(med.shape, 37.0, np.float32)
+    dt = solver.stable_time_step_s()
+    with pytest.raises(PhysicsError, match="thermal grid"):
+        solver.advance(T, 10 * dt, dt_s=dt, source_w_m3=source)
+    assert T.mean() == pytest.approx(37.0 + 2 * dt * 1e5 / (RHO * C), rel=1e-5)  # two steps done

@@ -1018,6 +1018,7 @@ class BioheatSolver:
             snapshots[pending.pop(0)][...] = temperature_c
 
         cur, nxt = temperature_c, self._scratch
+        refreshes0 = self.refreshes
         t = 0.0
         steps = 0
         energy = 0.0
@@ -1026,34 +1027,36 @@ class BioheatSolver:
         next_report = report_every
         eps = 1e-9 * max(dt_nominal, 1e-300)
         report("bioheat", 0.0, f"dt {dt_nominal:.3g} s")
-        while duration - t > eps:
-            if callable_source and steps > 0 and (source_interval_s is None or t >= next_source - eps):
-                q, q_power_w = evaluate_source(start_time_s + t, cur)
-                if source_interval_s:
-                    while next_source <= t + eps:
-                        next_source += float(source_interval_s)
-            if steps > 0:
-                self._maybe_refresh(cur, perfusion_factor)
-            dt = dt_nominal
-            stop = pending[0] if pending else duration
-            if t + dt > stop - eps:
-                dt = stop - t
-            self._kernel(cur, nxt, dt, q, peak)
-            cur, nxt = nxt, cur
-            t = t + dt if stop - (t + dt) > eps else stop
-            steps += 1
-            energy += q_power_w * dt
-            if damage is not None:
-                damage.update(cur, dt)
-            if step_callback is not None:
-                step_callback(start_time_s + t, cur)
-            while pending and pending[0] <= t + eps:
-                _copy(cur, snapshots[pending.pop(0)])
-            if t >= next_report:
-                report("bioheat", min(t / duration, 1.0), f"{t:.1f} / {duration:.1f} s")
-                next_report += report_every
-        if cur is not temperature_c:
-            _copy(cur, temperature_c)
+        try:  # a failure inside the loop (a callable's bad output) leaves T at the last good step
+            while duration - t > eps:
+                if callable_source and steps > 0 and (source_interval_s is None or t >= next_source - eps):
+                    q, q_power_w = evaluate_source(start_time_s + t, cur)
+                    if source_interval_s:
+                        while next_source <= t + eps:
+                            next_source += float(source_interval_s)
+                if steps > 0:
+                    self._maybe_refresh(cur, perfusion_factor)
+                dt = dt_nominal
+                stop = pending[0] if pending else duration
+                if t + dt > stop - eps:
+                    dt = stop - t
+                self._kernel(cur, nxt, dt, q, peak)
+                cur, nxt = nxt, cur
+                t = t + dt if stop - (t + dt) > eps else stop
+                steps += 1
+                energy += q_power_w * dt
+                if damage is not None:
+                    damage.update(cur, dt)
+                if step_callback is not None:
+                    step_callback(start_time_s + t, cur)
+                while pending and pending[0] <= t + eps:
+                    _copy(cur, snapshots[pending.pop(0)])
+                if t >= next_report:
+                    report("bioheat", min(t / duration, 1.0), f"{t:.1f} / {duration:.1f} s")
+                    next_report += report_every
+        finally:
+            if cur is not temperature_c:
+                _copy(cur, temperature_c)
         report("bioheat", 1.0, f"{steps} steps")
         return ThermalRun(
             temperature_c=temperature_c,
@@ -1063,7 +1066,7 @@ class BioheatSolver:
             dt_s=dt_nominal,
             snapshots=snapshots,
             source_energy_j=energy,
-            property_refreshes=self.refreshes,
+            property_refreshes=self.refreshes - refreshes0,
             wall_s=time.perf_counter() - wall0,
         )
 

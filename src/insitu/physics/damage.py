@@ -23,19 +23,24 @@ the 43 °C breakpoint is split out exactly), to second order in Δt for Arrheniu
 update, which has no previous field) T is held at the given value for the whole step and the rate
 is integrated exactly under that assumption: Ω += Δt·A·exp(−Ea/(R T_K)), CEM43 += Δt/60·R^(43−T).
 Both rules are additive over split steps of constant T. Rates below an accumulation floor (per
-model, from the YAML) are taken as zero; a step that straddles the floor is integrated over its
-part above it (so cold voxels cost one temperature read and nothing else).
+model, from the YAML: Arrhenius 43 °C, CEM43 39 °C, three-state 39 °C for untouched tissue; see
+the YAML for why) are taken as zero; a step that straddles a floor is integrated over its part
+above it.
 
 **Three-state model** (O'Neill 2011 as in Go-Smart): classical RK4 (order 4) on (A, D) per voxel,
 with k_f evaluated on the same linear temperature path (k_f needs exp(T/T_k) only at the step's
 ends; the midpoint value is their geometric mean). A step is split into ``n`` equal substeps so
 that (2 k_f,max + k_b)·Δt/n ≤ 0.2, far inside RK4's stability region; for the default parameters
-n = 1 up to ~200 °C at Δt = 1 s. Results are clipped to 0 ≤ A, D and A + D ≤ 1.
+n = 1 up to 136 °C at Δt = 1 s. Results are clipped to 0 ≤ A, D and A + D ≤ 1 (a no-op in the
+tests). Untouched tissue below the floor is held at the initial state (A₀ = 0.99, D₀ = 0).
 
 **Precision.** Ω, CEM43, A and D are stored in float64 (long sums of small increments; the 1e-6
 isothermal checks need it); the extremes and the previous temperature in float32; ``fields()`` and
-``perfusion_factor()`` return float32. Per-step work is one fused ``numba`` pass plus one
-finiteness check of the input, and allocates nothing.
+``perfusion_factor()`` return float32. Per-step work is one finiteness check of the input and one
+fused ``numba`` pass over chunks of ``CHUNK`` voxels: a vectorised first pass (step start,
+extremes, a count of voxels above the lowest floor), then — only in chunks that have such voxels
+(or, for three-state, were heated before) — the model passes while the chunk is still in cache.
+Nothing is allocated per step. Grids under ``SERIAL_BELOW`` voxels use the serial twins.
 """
 
 from __future__ import annotations
@@ -439,14 +444,15 @@ def _three_state_step(
 ) -> tuple[float, float]:
     """RK4 over one step with T linear from t0 to t1 (°C); substeps keep (2k_f + k_b)·h ≤ 0.2."""
     e0 = math.exp(t0 / tk)
-    e1 = math.exp(t1 / tk)
+    e1 = e0 if t1 == t0 else math.exp(t1 / tk)
     kf_max = kf_bar * (max(e0, e1) - kf_off)
     lam = (2.0 * kf_max if kf_max > 0.0 else 0.0) + kb
     n = 1
     if lam * dt > _RK4_LAMBDA_H:
         n = int(math.ceil(lam * dt / _RK4_LAMBDA_H))  # noqa: RUF046 (numba: keep the int explicit)
     h = dt / n
-    q = math.exp((t1 - t0) / (2.0 * n * tk))  # e(T) ratio over half a substep
+    # e(T) ratio over half a substep (exp(T/T_k) is geometric along the linear path)
+    q = 1.0 if t1 == t0 else (math.sqrt(e1 / e0) if n == 1 else math.exp((t1 - t0) / (2.0 * n * tk)))
     e = e0
     for _ in range(n):
         em = e * q
@@ -485,7 +491,7 @@ def _three_state_step(
 
 
 # indices into the packed scalar parameters of the update kernels
-P_DT, P_USE_PREV, P_HAVE_PREV, P_DO_EXT, P_ARR_FLOOR_MIN, P_OFFSET_K = 0, 1, 2, 3, 4, 5
+P_DT, P_USE_PREV, P_HAVE_PREV, P_DO_EXT, P_WORK_FLOOR, P_OFFSET_K = 0, 1, 2, 3, 4, 5
 P_DO_CEM, P_CEM_REF, P_CEM_C_ABOVE, P_CEM_C_BELOW, P_CEM_FLOOR = 6, 7, 8, 9, 10
 P_DO_3S, P_KF_BAR, P_KB, P_TK, P_KF_OFF, P_CLAMP, P_FLOOR_3S, P_ALIVE_SKIP = 11, 12, 13, 14, 15, 16, 17, 18
 N_PARAMS = 19
@@ -495,11 +501,55 @@ SERIAL_BELOW = 1 << 15
 CHUNK = 4096
 
 
+@numba.njit(cache=True)
+def _chunk_start(
+    temp: np.ndarray,
+    prev: np.ndarray,
+    t_start: np.ndarray,
+    tmax: np.ndarray,
+    tmin: np.ndarray,
+    start: int,
+    stop: int,
+    mode: int,
+    do_ext: bool,
+    work_floor: float,
+) -> int:
+    """Pass 1 over one chunk; returns how many voxels lie above ``work_floor`` during the step.
+
+    Keeps each voxel's step-start temperature in ``t_start`` (mode 0: this temperature, no
+    ``prev``; 1: this temperature, then stored in ``prev``; 2: ``prev``, then replaced by this
+    one) and updates the extremes (NaN = not seen yet). It runs on every voxel every step, so the
+    first loop has no branch and no float reduction (an integer count vectorises; a running float
+    max did not, and cost 3× more), and the extremes sit in a loop of their own.
+    """
+    k = 0
+    for i in range(start, stop):
+        t1 = temp[i]
+        t0 = prev[i] if mode == 2 else t1
+        if mode != 0:
+            prev[i] = t1
+        t_start[i - start] = t0
+        k += (t1 if t1 > t0 else t0) > work_floor
+    if do_ext:  # a loop of its own: fewer arrays per loop keep it vectorisable
+        for i in range(start, stop):
+            t1 = temp[i]
+            t0 = t_start[i - start]
+            hi = t1 if t1 > t0 else t0
+            lo = t0 if t1 > t0 else t1
+            if not (tmax[i] >= hi):  # stores only where the extreme moves: little write traffic
+                tmax[i] = hi
+            if not (tmin[i] <= lo):
+                tmin[i] = lo
+    return k
+
+
 @numba.njit(cache=True, inline="always")
 def _update_chunk(
     c: int,
+    tid: int,
     temp: np.ndarray,
     prev: np.ndarray,
+    start_t: np.ndarray,
     tmax: np.ndarray,
     tmin: np.ndarray,
     omega: np.ndarray,
@@ -510,86 +560,69 @@ def _update_chunk(
     touched: np.ndarray,
     p: np.ndarray,
 ) -> None:
-    """Voxels of chunk ``c`` (``CHUNK`` at a time, so the chunk stays in cache between passes):
-    extremes and the chunk's hottest temperature first, then only the models that chunk needs —
+    """Voxels of chunk ``c``, ``CHUNK`` at a time so the chunk stays in cache between passes.
+
+    :func:`_chunk_start` first (step starts into the thread's ``start_t`` row ``tid`` — the serial
+    pass uses row 0, as ``numba.get_thread_id`` in a cached non-parallel function crashed on reload —
+    extremes, and a count of voxels above the lowest floor). Only when that count is non-zero (or,
+    for the three-state model, the chunk was heated before) do the model passes run: the
     Arrhenius sets (rows of ``arr``: ln A, Ea/R, floor, log-rate at the floor), CEM43,
-    three-state — and last the previous-temperature copy. ``p`` holds the scalars (P_*)."""
+    three-state. ``p`` holds the scalars (indices P_*).
+    """
     start = c * CHUNK
     stop = min(start + CHUNK, temp.size)
     dt = p[P_DT]
-    use_prev = p[P_USE_PREV] != 0.0 and p[P_HAVE_PREV] != 0.0
-    # pass 1: extremes and the chunk's hottest end-point temperature
-    chunk_hi = -math.inf
-    do_ext = p[P_DO_EXT] != 0.0
-    for i in range(start, stop):
-        t1 = np.float32(temp[i])
-        t0 = prev[i] if use_prev else t1
-        hi = max(t0, t1)
-        chunk_hi = max(chunk_hi, hi)
-        if do_ext:
-            lo = min(t0, t1)
-            if not (tmax[i] >= hi):
-                tmax[i] = hi
-            if not (tmin[i] <= lo):
-                tmin[i] = lo
-    # Arrhenius sets
-    if chunk_hi > p[P_ARR_FLOOR_MIN]:
+    mode = 0 if p[P_USE_PREV] == 0.0 else (2 if p[P_HAVE_PREV] != 0.0 else 1)
+    t_start = start_t[tid]
+    hot = _chunk_start(temp, prev, t_start, tmax, tmin, start, stop, mode, p[P_DO_EXT] != 0.0, p[P_WORK_FLOOR])
+    if hot > 0:
         off = p[P_OFFSET_K]
         for s in range(omega.shape[0]):
             ln_a, ea_r, floor_c, x_floor = arr[s, 0], arr[s, 1], arr[s, 2], arr[s, 3]
-            if chunk_hi <= floor_c:
-                continue
             for i in range(start, stop):
                 t1 = np.float64(temp[i])
-                t0 = np.float64(prev[i]) if use_prev else t1
+                t0 = np.float64(t_start[i - start])
                 hi = max(t0, t1)
                 if hi > floor_c:
                     omega[s, i] += _arrhenius_increment(min(t0, t1), hi, dt, ln_a, ea_r, floor_c, x_floor, off)
-    # CEM43
-    cem_floor = p[P_CEM_FLOOR]
-    if p[P_DO_CEM] != 0.0 and chunk_hi > cem_floor:
-        ref, c_above, c_below = p[P_CEM_REF], p[P_CEM_C_ABOVE], p[P_CEM_C_BELOW]
-        for i in range(start, stop):
-            t1 = np.float64(temp[i])
-            t0 = np.float64(prev[i]) if use_prev else t1
-            hi = max(t0, t1)
-            if hi > cem_floor:
-                cem[i] += _cem43_increment(min(t0, t1), hi, dt, ref, c_above, c_below, cem_floor)
-    # three-state: a chunk never heated to the floor holds only voxels at the initial state (skipped)
-    if p[P_DO_3S] != 0.0:
-        floor_3s = p[P_FLOOR_3S]
-        if chunk_hi >= floor_3s:
-            touched[c] = 1
-        if touched[c] != 0:
-            skip = p[P_ALIVE_SKIP]
-            kf_bar, kb, tk, kf_off, clamp = p[P_KF_BAR], p[P_KB], p[P_TK], p[P_KF_OFF], p[P_CLAMP] != 0.0
+        cem_floor = p[P_CEM_FLOOR]
+        if p[P_DO_CEM] != 0.0:
+            ref, c_above, c_below = p[P_CEM_REF], p[P_CEM_C_ABOVE], p[P_CEM_C_BELOW]
             for i in range(start, stop):
                 t1 = np.float64(temp[i])
-                t0 = np.float64(prev[i]) if use_prev else t1
-                a = alive[i]
-                if max(t0, t1) >= floor_3s or a < skip:
-                    a, d = _three_state_step(a, dead[i], t0, t1, dt, kf_bar, kb, tk, kf_off, clamp)
-                    alive[i] = a
-                    dead[i] = d
-    # last: this step's temperature becomes the next step's start
-    if p[P_USE_PREV] != 0.0:
+                t0 = np.float64(t_start[i - start])
+                hi = max(t0, t1)
+                if hi > cem_floor:
+                    cem[i] += _cem43_increment(min(t0, t1), hi, dt, ref, c_above, c_below, cem_floor)
+    # three-state: a chunk never heated above the floor holds only voxels at the initial state
+    if p[P_DO_3S] != 0.0 and (hot > 0 or touched[c] != 0):
+        floor_3s, skip = p[P_FLOOR_3S], p[P_ALIVE_SKIP]
+        kf_bar, kb, tk, kf_off, clamp = p[P_KF_BAR], p[P_KB], p[P_TK], p[P_KF_OFF], p[P_CLAMP] != 0.0
         for i in range(start, stop):
-            if prev[i] != temp[i] or not use_prev:
-                prev[i] = temp[i]
+            t1 = np.float64(temp[i])
+            t0 = np.float64(t_start[i - start])
+            a = alive[i]
+            if max(t0, t1) > floor_3s or a < skip:
+                a, d = _three_state_step(a, dead[i], t0, t1, dt, kf_bar, kb, tk, kf_off, clamp)
+                alive[i] = a
+                dead[i] = d
+                touched[c] = 1
 
 
 @numba.njit(parallel=True, cache=True)
-def _update_parallel(temp, prev, tmax, tmin, omega, arr, cem, alive, dead, touched, p):  # type: ignore[no-untyped-def]
+def _update_parallel(temp, prev, start_t, tmax, tmin, omega, arr, cem, alive, dead, touched, p):  # type: ignore[no-untyped-def]
     """One fused parallel pass over all voxels (flat views), chunk by chunk; see :func:`_update_chunk`."""
     for c in numba.prange((temp.size + CHUNK - 1) // CHUNK):
-        _update_chunk(c, temp, prev, tmax, tmin, omega, arr, cem, alive, dead, touched, p)
+        _update_chunk(
+            c, numba.get_thread_id(), temp, prev, start_t, tmax, tmin, omega, arr, cem, alive, dead, touched, p
+        )
 
 
 @numba.njit(cache=True)
-def _update_serial(temp, prev, tmax, tmin, omega, arr, cem, alive, dead, touched, p):  # type: ignore[no-untyped-def]
+def _update_serial(temp, prev, start_t, tmax, tmin, omega, arr, cem, alive, dead, touched, p):  # type: ignore[no-untyped-def]
     """The same pass on one thread, for small grids."""
     for c in range((temp.size + CHUNK - 1) // CHUNK):
-        _update_chunk(c, temp, prev, tmax, tmin, omega, arr, cem, alive, dead, touched, p)
+        _update_chunk(c, 0, temp, prev, start_t, tmax, tmin, omega, arr, cem, alive, dead, touched, p)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -746,6 +779,8 @@ class DamageAccumulator:
         self._tmax = np.zeros(n if self.extremes else 1, dtype=np.float32)
         self._tmin = np.zeros(n if self.extremes else 1, dtype=np.float32)
         self._prev = np.zeros(n if within_step == "linear" else 1, dtype=np.float32)
+        # per thread: the step-start temperatures of the chunk it works on
+        self._start_t = np.zeros((max(numba.config.NUMBA_NUM_THREADS, 1), CHUNK), dtype=np.float32)
         # per chunk: 1 once any voxel in it may have left the three-state initial state
         self._touched = np.zeros((n + CHUNK - 1) // CHUNK, dtype=np.uint8)
         self._factor: np.ndarray | None = None
@@ -754,7 +789,6 @@ class DamageAccumulator:
         p = np.zeros(N_PARAMS, dtype=np.float64)
         p[P_USE_PREV] = 1.0 if within_step == "linear" else 0.0
         p[P_DO_EXT] = 1.0 if self.extremes else 0.0
-        p[P_ARR_FLOOR_MIN] = self.arrhenius_floor_c if ns else math.inf
         p[P_OFFSET_K] = off
         p[P_DO_CEM] = 1.0 if self.cem43 else 0.0
         p[P_CEM_REF] = c.reference_temperature_c
@@ -767,6 +801,10 @@ class DamageAccumulator:
             p[P_CLAMP] = 1.0 if ts.clamp_negative_kf else 0.0
             p[P_FLOOR_3S] = self.three_state_floor_c
             p[P_ALIVE_SKIP] = ts.initial_alive
+        floors = [self.arrhenius_floor_c] if ns else []
+        floors += [self.cem43_floor_c] if self.cem43 else []
+        floors += [self.three_state_floor_c] if ts is not None else []
+        p[P_WORK_FLOOR] = min(floors, default=math.inf)  # below it a voxel needs no model work
         self._params = p
         self.time_s = 0.0
         self.steps = 0
@@ -843,6 +881,15 @@ class DamageAccumulator:
         table |= {FIELD_MAX_T: self._tmax, FIELD_MIN_T: self._tmin}
         return table[name]
 
+    def state(self, name: str) -> np.ndarray:
+        """The accumulator's own array for field ``name`` as a read-only [k, j, i] view (no copy):
+        float64 for Ω, CEM43, A and D, float32 for the extremes. Use :meth:`fields` to keep values."""
+        if name not in self.field_names():
+            raise _unknown("damage field", name, self.field_names())
+        view = self._flat(name).reshape(self.shape).view()
+        view.flags.writeable = False
+        return view
+
     def fields(self) -> dict[str, np.ndarray]:
         """Named float32 copies [k, j, i]: ``arrhenius_omega_<set>``, ``cem43_min``,
         ``three_state_alive``, ``three_state_dead``, ``max_temperature_c``, ``min_temperature_c``
@@ -888,9 +935,8 @@ class DamageAccumulator:
                 raise PhysicsError("three_state_alive + three_state_dead exceeds 1", "load both fields from fields()")
         for name, arr in checked.items():
             self._flat(name)[...] = arr
-        if FIELD_ALIVE in checked or FIELD_DEAD in checked:
+        if self.three_state is not None and (FIELD_ALIVE in checked or FIELD_DEAD in checked):
             np.minimum(self._dead, 1.0 - self._alive, out=self._dead)
-            assert self.three_state is not None
             below = self._alive < self.three_state.initial_alive
             self._touched[...] = np.logical_or.reduceat(below, np.arange(0, self.size, CHUNK))
         self._have_prev = False
@@ -928,7 +974,8 @@ class DamageAccumulator:
         """Accumulate one step of ``dt_s`` seconds ending at ``temperature_c`` (float32 [k, j, i], °C).
 
         Raises :class:`PhysicsError` (before changing anything) for a wrong shape, non-finite
-        temperatures, or a negative or non-finite step. ``dt_s = 0`` only updates the extremes.
+        temperatures, or a negative or non-finite step. ``dt_s = 0`` only updates the extremes (and,
+        with the linear rule, the next step's start), like :meth:`observe`.
         """
         dt = float(dt_s)
         if not (math.isfinite(dt) and dt >= 0.0):
@@ -947,6 +994,7 @@ class DamageAccumulator:
         run(
             t,
             self._prev,
+            self._start_t,
             self._tmax,
             self._tmin,
             self._omega,

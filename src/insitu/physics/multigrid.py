@@ -22,6 +22,7 @@ rather than on float32 rounding noise; returned fields are float32.
 from __future__ import annotations
 
 import math
+import types
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -40,7 +41,7 @@ _SER = {"cache": True, "fastmath": False, "error_model": "numpy"}
 _COARSEST_TARGET = 64  # coarsen until a level has at most this many voxels
 _DENSE_MAX_CELLS = 1024  # a coarsest level up to this size is solved with a dense (pseudo-)inverse
 _COARSEST_SWEEPS = 20  # symmetric Gauss–Seidel sweeps when the coarsest level is too big for a dense solve
-_LEAK_SCALE = 1.0  # coarse leak = scale × Σ children's leaks
+_SERIAL_BELOW = 20_000  # levels with fewer voxels run serial kernels (a thread launch costs more than the work)
 _BALANCE_TOLERANCE = 1e-6  # |Σ b| / Σ |b| allowed on a region with no Dirichlet voxel and no reaction
 
 Method = Literal["pcg", "v", "w"]
@@ -54,7 +55,15 @@ Method = Literal["pcg", "v", "w"]
 # --------------------------------------------------------------------------------------------
 
 
-@numba.njit(**_SER, inline="always")
+def _twin(fn):
+    """A parallel and a serial compilation of one kernel: small grids should not pay for thread launches."""
+    serial = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
+    serial.__qualname__ = fn.__qualname__ + "_serial"
+    serial.__doc__ = fn.__doc__
+    return numba.njit(**_PAR)(fn), numba.njit(**_SER)(serial)
+
+
+@numba.njit(**_SER)
 def _dot_row(x, y, n):  # pragma: no cover - jit
     """Σ x[i]·y[i] over a row in float64 with eight independent partial sums."""
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
@@ -73,7 +82,7 @@ def _dot_row(x, y, n):  # pragma: no cover - jit
     return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
 
 
-@numba.njit(**_SER, inline="always")
+@numba.njit(**_SER)
 def _offdiag_row(out, bb, uc, ukm, ukp, ujm, ujp, tzl, tzu, tyl, tyu, txr, n):  # pragma: no cover - jit
     """out[i] = b[i] + Σ_faces T·u_neighbour along one row (float32)."""
     for i in range(n):
@@ -85,7 +94,16 @@ def _offdiag_row(out, bb, uc, ukm, ukp, ujm, ujp, tzl, tzu, tyl, tyu, txr, n):  
         out[n - 1] += txr[n - 1] * uc[n - 2]
 
 
-@numba.njit(**_SER, inline="always")
+@numba.njit(**_SER)
+def _offdiag(out, u, b, tz, ty, tx, k, j):  # pragma: no cover - jit
+    """:func:`_offdiag_row` for row (k, j) of the fields (neighbour indices clamped; outer faces are 0)."""
+    nk, nj, ni = u.shape
+    km, kp, jm, jp = max(k - 1, 0), min(k + 1, nk - 1), max(j - 1, 0), min(j + 1, nj - 1)
+    _offdiag_row(out, b[k, j], u[k, j], u[km, j], u[kp, j], u[k, jm], u[k, jp],
+                 tz[k, j], tz[k + 1, j], ty[k, j], ty[k, j + 1], tx[k, j], ni)  # fmt: skip
+
+
+@numba.njit(**_SER)
 def _apply_row(out, pc, pkm, pkp, pjm, pjp, tzl, tzu, tyl, tyu, txr, rc, n):  # pragma: no cover - jit
     """out[i] −= (A·p)[i] along one row, in float64 (diagonal as reaction + Σ faces: constants are exact null
     vectors of the pure-diffusion part)."""
@@ -100,6 +118,15 @@ def _apply_row(out, pc, pkm, pkp, pjm, pjp, tzl, tzu, tyl, tyu, txr, rc, n):  # 
     if n > 1:
         out[0] -= txr[1] * (np.float64(pc[0]) - pc[1])
         out[n - 1] -= txr[n - 1] * (np.float64(pc[n - 1]) - pc[n - 2])
+
+
+@numba.njit(**_SER)
+def _apply(out, p, tz, ty, tx, react, k, j):  # pragma: no cover - jit
+    """:func:`_apply_row` for row (k, j) of the fields."""
+    nk, nj, ni = p.shape
+    km, kp, jm, jp = max(k - 1, 0), min(k + 1, nk - 1), max(j - 1, 0), min(j + 1, nj - 1)
+    _apply_row(out, p[k, j], p[km, j], p[kp, j], p[k, jm], p[k, jp],
+               tz[k, j], tz[k + 1, j], ty[k, j], ty[k, j + 1], tx[k, j], react[k, j], ni)  # fmt: skip
 
 
 @numba.njit(**_PAR)
@@ -209,7 +236,7 @@ def _cut_held_faces(fixed, tz, ty, tx):  # pragma: no cover - jit
                     tx[k, j, i + 1] = 0.0
 
 
-@numba.njit(**_SER, inline="always")
+@numba.njit(**_SER)
 def _sum_pairs(dst, src, nif, fi):  # pragma: no cover - jit
     """dst[I] += Σ of the fine entries I·fi … I·fi + fi − 1 of a row (fi = 1 or 2; a last odd entry alone)."""
     if fi == 1:
@@ -224,7 +251,7 @@ def _sum_pairs(dst, src, nif, fi):  # pragma: no cover - jit
 
 
 @numba.njit(**_PAR)
-def _coarsen(tzf, tyf, txf, reactf, leakf, fk, fj, fi, leak_scale, tzc, tyc, txc, reactc, leakc):  # pragma: no cover
+def _coarsen(tzf, tyf, txf, reactf, leakf, fk, fj, fi, tzc, tyc, txc, reactc, leakc):  # pragma: no cover - jit
     """Coarse faces = Σ covered fine faces / factor along the normal; coarse c·V and leak = Σ children."""
     nkf, njf, nif = reactf.shape
     nkc, njc, nic = reactc.shape
@@ -260,9 +287,6 @@ def _coarsen(tzf, tyf, txf, reactf, leakf, fk, fj, fi, leak_scale, tzc, tyc, txc
                 rz[ic] /= fk
                 ry[ic] /= fj
                 rx[ic] /= fi
-                lk = rl[ic]
-                rl[ic] = lk * leak_scale
-                rr[ic] += lk * (leak_scale - 1.0)
 
 
 @numba.njit(**_PAR)
@@ -277,25 +301,20 @@ def _finish_invd(tz, ty, tx, react, invd):  # pragma: no cover - jit
                 invd[k, j, i] = 1.0 / d if d > 0.0 else 0.0
 
 
-@numba.njit(**_SER, inline="always")
+@numba.njit(**_SER)
 def _rb_plane(u, b, tz, ty, tx, invd, k, color, row):  # pragma: no cover - jit
     """Gauss–Seidel update of one colour ((k+j+i) mod 2) on plane k: each row is computed whole (vectorised)
     into ``row`` and only the colour's voxels are written back. Voxels without an equation get 0."""
-    nk, nj, ni = u.shape
-    km = max(k - 1, 0)
-    kp = min(k + 1, nk - 1)
+    nj, ni = u.shape[1], u.shape[2]
     for j in range(nj):
-        jm = max(j - 1, 0)
-        jp = min(j + 1, nj - 1)
         uc = u[k, j]
-        _offdiag_row(row, b[k, j], uc, u[km, j], u[kp, j], u[k, jm], u[k, jp],
-                     tz[k, j], tz[k + 1, j], ty[k, j], ty[k, j + 1], tx[k, j], ni)  # fmt: skip
+        _offdiag(row, u, b, tz, ty, tx, k, j)
         iv = invd[k, j]
         for i in range((color + k + j) & 1, ni, 2):
             uc[i] = row[i] * iv[i]
 
 
-@numba.njit(**_SER, inline="always")
+@numba.njit(**_SER)
 def _jacobi_plane(u, b, invd, k):  # pragma: no cover - jit
     """u = b / diag on plane k: the first colour's update from a zero guess."""
     nj, ni = u.shape[1], u.shape[2]
@@ -307,8 +326,7 @@ def _jacobi_plane(u, b, invd, k):  # pragma: no cover - jit
             uc[i] = bb[i] * iv[i]
 
 
-@numba.njit(**_PAR)
-def _rb_pair(u, b, tz, ty, tx, invd, first, zero_start, nchunks, work):  # pragma: no cover - jit
+def _rb_pair_impl(u, b, tz, ty, tx, invd, first, zero_start, nchunks, work):  # pragma: no cover - jit
     """One red-black Gauss–Seidel sweep (colour ``first``, then the other) in a single pass over memory.
 
     Each thread walks its slab of k-planes as a wavefront — first colour on plane k, then the second colour
@@ -339,18 +357,16 @@ def _rb_pair(u, b, tz, ty, tx, invd, first, zero_start, nchunks, work):  # pragm
                 _rb_plane(u, b, tz, ty, tx, invd, k1 - 1, second, row)
 
 
-@numba.njit(**_PAR)
-def _residual_restrict_i(u, b, tz, ty, tx, react, ri, wi, ni_, work, si):  # pragma: no cover - jit
+_rb_pair, _rb_pair_serial = _twin(_rb_pair_impl)
+
+
+def _residual_restrict_i_impl(u, b, tz, ty, tx, react, ri, wi, ni_, work, si):  # pragma: no cover - jit
     """r = b − A·u row by row (float32), restricted along i at once: si[k, j, I] = Σ w·r[k, j, ·]."""
     nk, nj, ni = u.shape
     nic = si.shape[2]
     for k in prange(nk):
-        km = max(k - 1, 0)
-        kp = min(k + 1, nk - 1)
         row = work[k]
         for j in range(nj):
-            jm = max(j - 1, 0)
-            jp = min(j + 1, nj - 1)
             uc = u[k, j]
             tzl = tz[k, j]
             tzu = tz[k + 1, j]
@@ -358,7 +374,7 @@ def _residual_restrict_i(u, b, tz, ty, tx, react, ri, wi, ni_, work, si):  # pra
             tyu = ty[k, j + 1]
             txr = tx[k, j]
             rc = react[k, j]
-            _offdiag_row(row, b[k, j], uc, u[km, j], u[kp, j], u[k, jm], u[k, jp], tzl, tzu, tyl, tyu, txr, ni)
+            _offdiag(row, u, b, tz, ty, tx, k, j)
             for i in range(ni):
                 row[i] -= (rc[i] + tzl[i] + tzu[i] + tyl[i] + tyu[i] + txr[i] + txr[i + 1]) * uc[i]
             out = si[k, j]
@@ -369,8 +385,10 @@ def _residual_restrict_i(u, b, tz, ty, tx, react, ri, wi, ni_, work, si):  # pra
                 out[ic] = s
 
 
-@numba.njit(**_PAR)
-def _restrict_kj(si, rk, wk, nk_, rj, wj, nj_, bc):  # pragma: no cover - jit
+_residual_restrict_i, _residual_restrict_i_serial = _twin(_residual_restrict_i_impl)
+
+
+def _restrict_kj_impl(si, rk, wk, nk_, rj, wj, nj_, bc):  # pragma: no cover - jit
     """bc[K, J, :] = Σ_a Σ_b wk·wj·si[rk, rj, :]: the k and j parts of the transposed trilinear prolongation."""
     nkc, njc, nic = bc.shape
     for kc in prange(nkc):
@@ -386,8 +404,10 @@ def _restrict_kj(si, rk, wk, nk_, rj, wj, nj_, bc):  # pragma: no cover - jit
                         out[ic] += w * src[ic]
 
 
-@numba.njit(**_PAR)
-def _prolong_add(uc, ck, wk, cj, wj, ci, wi, invdf, uf, work):  # pragma: no cover - jit
+_restrict_kj, _restrict_kj_serial = _twin(_restrict_kj_impl)
+
+
+def _prolong_add_impl(uc, ck, wk, cj, wj, ci, wi, invdf, uf, work):  # pragma: no cover - jit
     """uf += P·uc (trilinear, cell-centred): coarse rows are blended in k and j, then spread along i; voxels
     without an equation are left alone."""
     nkf, njf, nif = uf.shape
@@ -414,6 +434,9 @@ def _prolong_add(uc, ck, wk, cj, wj, ci, wi, invdf, uf, work):  # pragma: no cov
             for i in range(nif):
                 v = wi[i, 0] * row[ci[i, 0]] + wi[i, 1] * row[ci[i, 1]]
                 out[i] += v if iv[i] != 0.0 else np.float32(0.0)
+
+
+_prolong_add, _prolong_add_serial = _twin(_prolong_add_impl)
 
 
 @numba.njit(**_SER)
@@ -477,11 +500,7 @@ def _start_residual(f, vol, lift, fixed, invd, x, tz, ty, tx, react, r, r32):  #
     bad = 0
     stray = 0
     for k in prange(nk):
-        km = max(k - 1, 0)
-        kp = min(k + 1, nk - 1)
         for j in range(nj):
-            jm = max(j - 1, 0)
-            jp = min(j + 1, nj - 1)
             out = r[k, j]
             fr = f[k, j]
             lr = lift[k, j]
@@ -497,8 +516,7 @@ def _start_residual(f, vol, lift, fixed, invd, x, tz, ty, tx, react, r, r32):  #
                         v = 0.0
                 out[i] = v
             bb += _dot_row(out, out, ni)
-            _apply_row(out, x[k, j], x[km, j], x[kp, j], x[k, jm], x[k, jp],
-                       tz[k, j], tz[k + 1, j], ty[k, j], ty[k, j + 1], tx[k, j], react[k, j], ni)  # fmt: skip
+            _apply(out, x, tz, ty, tx, react, k, j)
             o32 = r32[k, j]
             for i in range(ni):
                 o32[i] = out[i]
@@ -512,17 +530,12 @@ def _residual64(x, b, tz, ty, tx, react, r, r32):  # pragma: no cover - jit
     nk, nj, ni = x.shape
     rr = 0.0
     for k in prange(nk):
-        km = max(k - 1, 0)
-        kp = min(k + 1, nk - 1)
         for j in range(nj):
-            jm = max(j - 1, 0)
-            jp = min(j + 1, nj - 1)
             out = r[k, j]
             br = b[k, j]
             for i in range(ni):
                 out[i] = br[i]
-            _apply_row(out, x[k, j], x[km, j], x[kp, j], x[k, jm], x[k, jp],
-                       tz[k, j], tz[k + 1, j], ty[k, j], ty[k, j + 1], tx[k, j], react[k, j], ni)  # fmt: skip
+            _apply(out, x, tz, ty, tx, react, k, j)
             o32 = r32[k, j]
             for i in range(ni):
                 o32[i] = out[i]
@@ -536,16 +549,11 @@ def _apply64(p, tz, ty, tx, react, q):  # pragma: no cover - jit
     nk, nj, ni = p.shape
     pq = 0.0
     for k in prange(nk):
-        km = max(k - 1, 0)
-        kp = min(k + 1, nk - 1)
         for j in range(nj):
-            jm = max(j - 1, 0)
-            jp = min(j + 1, nj - 1)
             out = q[k, j]
             for i in range(ni):
                 out[i] = 0.0
-            _apply_row(out, p[k, j], p[km, j], p[kp, j], p[k, jm], p[k, jp],
-                       tz[k, j], tz[k + 1, j], ty[k, j], ty[k, j + 1], tx[k, j], react[k, j], ni)  # fmt: skip
+            _apply(out, p, tz, ty, tx, react, k, j)
             for i in range(ni):
                 out[i] = -out[i]
             pq += _dot_row(p[k, j], out, ni)
@@ -691,6 +699,7 @@ class EllipticOperator:
         self.floating_labels: np.ndarray | None = None  # 1…m on regions with no Dirichlet voxel and no reaction
         self.n_floating = 0
         self._c: np.ndarray | float = 0.0
+        self._pattern: tuple[np.ndarray, object] | None = None  # where a > 0, and c, when labels were last found
         self.update(coefficient, reaction, 0.0 if dirichlet_value is None else dirichlet_value)
 
     @staticmethod
@@ -734,9 +743,19 @@ class EllipticOperator:
             np.copyto(self.dirichlet_value, g, where=self.fixed, casting="unsafe")
         _faces(a32, *self.spacing_m, self.tz, self.ty, self.tx)
         bad = _cells(
-            a32, self._c, self.fixed, self.dirichlet_value, self.voxel_volume_m3, self.tz, self.ty, self.tx,
-            self.react, self.leak, self.invd, self.lift,
-        )  # fmt: skip
+            a32,
+            self._c,
+            self.fixed,
+            self.dirichlet_value,
+            self.voxel_volume_m3,
+            self.tz,
+            self.ty,
+            self.tx,
+            self.react,
+            self.leak,
+            self.invd,
+            self.lift,
+        )
         if bad:
             raise PhysicsError(
                 f"{bad} voxels have a negative or non-finite coefficient, reaction or held value",
@@ -757,6 +776,10 @@ class EllipticOperator:
             if not self.has_dirichlet and not np.any(self.react):
                 labels = (self.invd > 0).astype(np.int32)
         else:
+            pattern = np.packbits(a32 > 0)  # the labels depend only on where a > 0 (and on c and the mask)
+            if self._pattern is not None and self._pattern[1] is self._c and np.array_equal(pattern, self._pattern[0]):
+                return
+            self._pattern = (pattern, self._c)
             active = self.invd > 0
             if not active.any():
                 raise PhysicsError(
@@ -786,9 +809,19 @@ class EllipticOperator:
         b = np.empty(self.shape, dtype=np.float64)
         zero = np.zeros(self.shape, dtype=np.float64)
         _, bb, bad, stray = _start_residual(
-            self.source(rhs), self.voxel_volume_m3, self.lift, self.fixed, self.invd, zero,
-            self.tz, self.ty, self.tx, self.react, b, np.empty(self.shape, np.float32),
-        )  # fmt: skip
+            self.source(rhs),
+            self.voxel_volume_m3,
+            self.lift,
+            self.fixed,
+            self.invd,
+            zero,
+            self.tz,
+            self.ty,
+            self.tx,
+            self.react,
+            b,
+            np.empty(self.shape, np.float32),
+        )
         self._check_source(bad, stray)
         if self.n_floating:
             bb = self._balance(b)
@@ -865,11 +898,17 @@ class _Level:
             self.react, self.leak, self.invd = operator.react, operator.leak, operator.invd
             self.u = self.b = np.zeros((0, 0, 0), dtype=np.float32)
         self.work = np.zeros((nk, ni + 1), dtype=np.float32)  # one row per k-plane for the row kernels
+        small = nk * nj * ni < _SERIAL_BELOW
+        self.rb_pair = _rb_pair_serial if small else _rb_pair
+        self.residual_restrict_i = _residual_restrict_i_serial if small else _residual_restrict_i
+        self.restrict_kj = _restrict_kj_serial if small else _restrict_kj
+        self.prolong_add = _prolong_add_serial if small else _prolong_add
+        self.threads = 1 if small else 0  # 0: numba's current thread count
         self.si = np.zeros((0, 0, 0), dtype=np.float32)  # residual restricted along i
         self.factors = (1, 1, 1)
         self.prolong: tuple[np.ndarray, ...] = ()
-        self.restrict_i: tuple[np.ndarray, ...] = ()
-        self.restrict_kj: tuple[np.ndarray, ...] = ()
+        self.restrict_i_tables: tuple[np.ndarray, ...] = ()
+        self.restrict_kj_tables: tuple[np.ndarray, ...] = ()
 
 
 def _plan_shapes(
@@ -928,13 +967,18 @@ class MultigridSolver:
     plain V- or W-cycles. The hierarchy and all work vectors are allocated once; :meth:`update_coefficients`
     rediscretises into the same buffers and ``solve(x0=…)`` warm-starts from a previous solution."""
 
-    def __init__(self, operator: EllipticOperator, levels: int | None = None, smoothing_steps: int = 1) -> None:
+    def __init__(
+        self, operator: EllipticOperator, levels: int | None = None, smoothing_steps: int = 1, cycle: str = "w"
+    ) -> None:
         if levels is not None and levels < 1:
             raise PhysicsError(f"levels = {levels}", "give levels ≥ 1, or None to coarsen down to ~64 voxels")
         if smoothing_steps < 1:
             raise PhysicsError(f"smoothing_steps = {smoothing_steps}", "give smoothing_steps ≥ 1")
+        if cycle not in ("v", "w"):
+            raise PhysicsError(f"unknown cycle {cycle!r}", "use 'v' or 'w'")
         self.operator = operator
         self.smoothing_steps = int(smoothing_steps)
+        self.cycle = cycle
         plan = _plan_shapes(operator.shape, operator.spacing_m, levels)
         self.levels = [_Level(shape, operator if d == 0 else None) for d, (shape, _) in enumerate(plan)]
         for lvl, (_, fac) in zip(self.levels, plan, strict=True):
@@ -942,8 +986,8 @@ class MultigridSolver:
         for fine, coarse in zip(self.levels[:-1], self.levels[1:], strict=True):
             tk, tj, ti = (_axis_tables(fine.shape[d], coarse.shape[d], fine.factors[d]) for d in range(3))
             fine.prolong = (tk[0], tk[1], tj[0], tj[1], ti[0], ti[1])
-            fine.restrict_i = ti[2:]
-            fine.restrict_kj = (*tk[2:], *tj[2:])
+            fine.restrict_i_tables = ti[2:]
+            fine.restrict_kj_tables = (*tk[2:], *tj[2:])
             fine.si = np.zeros((fine.shape[0], fine.shape[1], coarse.shape[2]), dtype=np.float32)
         n = operator.shape
         self._x = np.zeros(n, dtype=np.float64)
@@ -962,8 +1006,19 @@ class MultigridSolver:
     def _refresh_hierarchy(self) -> None:
         """Coarsen the (shared) fine operator level by level and invert the coarsest."""
         for fine, coarse in zip(self.levels[:-1], self.levels[1:], strict=True):
-            _coarsen(fine.tz, fine.ty, fine.tx, fine.react, fine.leak, *fine.factors, _LEAK_SCALE,
-                     coarse.tz, coarse.ty, coarse.tx, coarse.react, coarse.leak)  # fmt: skip
+            _coarsen(
+                fine.tz,
+                fine.ty,
+                fine.tx,
+                fine.react,
+                fine.leak,
+                *fine.factors,
+                coarse.tz,
+                coarse.ty,
+                coarse.tx,
+                coarse.react,
+                coarse.leak,
+            )
             _finish_invd(coarse.tz, coarse.ty, coarse.tx, coarse.react, coarse.invd)
         self._invert_coarsest()
 
@@ -1017,31 +1072,44 @@ class MultigridSolver:
 
     def _smooth(self, lvl: _Level, forward: bool, zero_start: bool = False) -> None:
         """``smoothing_steps`` red-black sweeps: red first when forward, black first (the adjoint) otherwise."""
-        nchunks = max(1, min(numba.get_num_threads(), lvl.shape[0] // 2))
+        nchunks = max(1, min(lvl.threads or numba.get_num_threads(), lvl.shape[0] // 2))
         for step in range(self.smoothing_steps):
-            _rb_pair(lvl.u, lvl.b, lvl.tz, lvl.ty, lvl.tx, lvl.invd, 0 if forward else 1, zero_start and step == 0,
-                     nchunks, lvl.work)  # fmt: skip
+            lvl.rb_pair(
+                lvl.u,
+                lvl.b,
+                lvl.tz,
+                lvl.ty,
+                lvl.tx,
+                lvl.invd,
+                0 if forward else 1,
+                zero_start and step == 0,
+                nchunks,
+                lvl.work,
+            )
 
-    def _cycle(self, depth: int, gamma: int) -> None:
-        """One cycle from a zero guess on level ``depth`` for lvl.u given lvl.b (gamma 1: V-cycle, 2: W-cycle)."""
+    def _cycle(self, depth: int, gamma: int, zero_guess: bool = True) -> None:
+        """One cycle on level ``depth`` improving lvl.u for lvl.b: smooth, restrict the residual, ``gamma`` cycles on
+        the coarser level for the same coarse right-hand side (1: V-cycle, 2: W-cycle), correct, smooth back. The
+        post-smoother is the adjoint of the pre-smoother, so the cycle is a symmetric operator."""
         lvl = self.levels[depth]
         if depth == len(self.levels) - 1:
             if self._coarse_inv is not None:
-                _dense_solve(lvl.b, lvl.u, self._coarse_idx, self._coarse_inv, self._coarse_tmp)
+                if zero_guess:  # exact: a second visit would return the same
+                    _dense_solve(lvl.b, lvl.u, self._coarse_idx, self._coarse_inv, self._coarse_tmp)
             else:
                 for sweep in range(_COARSEST_SWEEPS):
-                    self._smooth(lvl, True, sweep == 0)
+                    self._smooth(lvl, True, zero_guess and sweep == 0)
                     self._smooth(lvl, False)
             return
         coarse = self.levels[depth + 1]
-        self._smooth(lvl, True, zero_start=True)
+        self._smooth(lvl, True, zero_start=zero_guess)
+        lvl.residual_restrict_i(
+            lvl.u, lvl.b, lvl.tz, lvl.ty, lvl.tx, lvl.react, *lvl.restrict_i_tables, lvl.work, lvl.si
+        )
+        lvl.restrict_kj(lvl.si, *lvl.restrict_kj_tables, coarse.b)
         for visit in range(gamma):
-            _residual_restrict_i(lvl.u, lvl.b, lvl.tz, lvl.ty, lvl.tx, lvl.react, *lvl.restrict_i, lvl.work, lvl.si)
-            _restrict_kj(lvl.si, *lvl.restrict_kj, coarse.b)
-            self._cycle(depth + 1, gamma)
-            _prolong_add(coarse.u, *lvl.prolong, lvl.invd, lvl.u, lvl.work)
-            if visit + 1 < gamma:
-                self._smooth(lvl, True)
+            self._cycle(depth + 1, gamma, visit == 0)
+        lvl.prolong_add(coarse.u, *lvl.prolong, lvl.invd, lvl.u, lvl.work)
         self._smooth(lvl, False)
 
     def precondition(self, r32: np.ndarray, out: np.ndarray, cycle: Literal["v", "w"] = "v") -> np.ndarray:
@@ -1088,9 +1156,19 @@ class MultigridSolver:
             rr = _residual64(x, b, op.tz, op.ty, op.tx, op.react, r, r32)
         else:
             rr, bb, bad, stray = _start_residual(
-                op.source(rhs), op.voxel_volume_m3, op.lift, op.fixed, op.invd, x,
-                op.tz, op.ty, op.tx, op.react, r, r32,
-            )  # fmt: skip
+                op.source(rhs),
+                op.voxel_volume_m3,
+                op.lift,
+                op.fixed,
+                op.invd,
+                x,
+                op.tz,
+                op.ty,
+                op.tx,
+                op.react,
+                r,
+                r32,
+            )
             op._check_source(bad, stray)
             bnorm = math.sqrt(bb)
         info = SolveInfo(iterations=0, residuals=[math.sqrt(rr) / bnorm if bnorm > 0 else 0.0], method=method)
@@ -1103,7 +1181,7 @@ class MultigridSolver:
             info.converged = True
             return self._finish(x), info
         if method == "pcg":
-            self.precondition(r32, z)
+            self.precondition(r32, z, self.cycle)
             rz = _dot32(r32, z)
             p[...] = z
             for it in range(1, max_iterations + 1):
@@ -1116,7 +1194,7 @@ class MultigridSolver:
                 if math.sqrt(rr) <= target:
                     info.converged = True
                     break
-                self.precondition(r32, z)
+                self.precondition(r32, z, self.cycle)
                 rz_new = _dot32(r32, z)
                 _xpby(z, np.float32(rz_new / rz), p)
                 rz = rz_new

@@ -136,4 +136,33 @@ def in_tissue() -> list[Row]:
     ]
 
 
-CASES: list[Callable[[], list[Row]]] = [in_phantom, vasc_2, vasc_2_angles, in_tissue]
+def _rows_from(dicts: list[dict]) -> list[Row]:
+    """Rows from a physics module's verification dicts {id, quantity, simulated, reference, tolerance_rel, source}."""
+    return [
+        Row.within(
+            d["id"],
+            d["quantity"],
+            float(d["simulated"]),
+            float(d["reference"]),
+            float(d["tolerance_rel"]),
+            d.get("source", ""),
+        )
+        for d in dicts
+    ]
+
+
+def thermal_damage() -> list[Row]:
+    """V4 and HIFU-6 (CEM43): isothermal Arrhenius, CEM43 and three-state damage."""
+    from insitu.physics.damage_verification import verification_cases
+
+    return _rows_from(verification_cases())
+
+
+def thermal_bioheat() -> list[Row]:
+    """V1, V2, HIFU-6 and IN-BIOHEAT: Pennes verification at full resolution, with observed orders."""
+    from insitu.physics.bioheat_verification import verification_cases
+
+    return _rows_from(verification_cases())
+
+
+CASES: list[Callable[[], list[Row]]] = [in_phantom, vasc_2, vasc_2_angles, in_tissue, thermal_damage, thermal_bioheat]
