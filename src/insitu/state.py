@@ -25,7 +25,7 @@ class TissueState:
     """Fields on the patient grid (float32 [k, j, i]) plus the time since the first step.
 
     Perfusion is split into its arterial and portal parts (Pennes ω, 1/s, blood volume per tissue
-    volume per second); ``damage`` holds named accumulated fields (e.g. ``arrhenius_omega``,
+    volume per second); ``damage`` holds named accumulated fields (e.g. ``arrhenius_omega_<set>``,
     ``cem43_min``, ``max_temperature_c``) that persist from step to step.
     """
 
