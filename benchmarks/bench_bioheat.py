@@ -9,6 +9,7 @@ Figures (medians after a warm-up, all measured in one process so the ratios are 
 - ``bioheat_roofline_fraction``: bytes moved per voxel-update × updates/s ÷ triad bandwidth. Count
   (same convention as the triad): reads T, gi, gj, gk (face conductances), 1/(ρc), w (perfusion), Q,
   peak = 8 × 4 B; writes T', peak = 2 × 4 B; 40 B per update. The six neighbours' T come from cache.
+  ``*_no_peak``: the same step without peak tracking (32 B per update), DESIGN.md's anchor.
 - ``bioheat_10min_128_s``: 600 s of simulated time at 128³, 1 mm, perfused liver with a 20 W
   source, at the automatic stable step (≈ 1.09 s, 549 steps), peak tracking on.
 - ``fipy_speed_ratio``: FiPy 4 (Crank–Nicolson, the same cell-centred finite volumes, preconditioned CG
@@ -172,9 +173,15 @@ def bench_bioheat(with_fipy: bool = True) -> dict[str, float]:
     def one_step() -> None:
         solver._kernel(T, out_buf, dt, q, peak)  # the step advance() runs, without the buffer swap
 
+    def one_step_no_peak() -> None:
+        solver._kernel(T, out_buf, dt, q, None)
+
     step_s = _median_time(one_step, repeats=50, warmup=5)
     updates = T.size / step_s
     fraction = BYTES_PER_UPDATE * updates / (triad * 1e9)
+    bare_s = _median_time(one_step_no_peak, repeats=50, warmup=5)
+    bare = T.size / bare_s
+    bare_fraction = (BYTES_PER_UPDATE - 8) * bare / (triad * 1e9)
 
     def ten_minutes() -> None:
         T[...] = 37.0
@@ -186,12 +193,15 @@ def bench_bioheat(with_fipy: bool = True) -> dict[str, float]:
         "bioheat_triad_gb_s": triad,
         "bioheat_gupdates_s": updates / 1e9,
         "bioheat_roofline_fraction": fraction,
+        "bioheat_gupdates_s_no_peak": bare / 1e9,
+        "bioheat_roofline_fraction_no_peak": bare_fraction,
         "bioheat_10min_128_s": ten_min_s,
         "bioheat_10min_128_steps": float(steps),
     }
     print(
         f"bioheat: triad {triad:.1f} GB/s; step {step_s * 1e3:.3f} ms at 128³ = {updates / 1e9:.2f} G updates/s "
         f"(target 1.6: {updates / 1.6e9:.2f}×); {BYTES_PER_UPDATE} B/update → {fraction:.2f} of the triad roofline; "
+        f"without peak tracking {bare / 1e9:.2f} G updates/s ({bare_fraction:.2f} of the roofline); "
         f"10 min at 128³ in {ten_min_s:.3f} s ({steps} steps of {dt:.3f} s; target 1.0 s: {ten_min_s:.2f}×)",
         file=sys.stderr,
     )
