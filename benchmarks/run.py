@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_bioheat import bench_bioheat
+from bench_multigrid import bench_multigrid
 from bench_phantom import bench_demo, bench_phantom
 from bench_vascular import bench_cco_4000
 
@@ -29,6 +30,7 @@ BENCHMARKS = [
     ),
     ("cco_4000_s", bench_cco_4000, None, "one CCO tree with 4000 terminals"),
     ("demo_s", bench_demo, None, "insitu demo end to end"),
+    ("multigrid_128_s", bench_multigrid, 0.25, "variable-coefficient elliptic solve at 128³ to 1e-6; target ≤ 0.25 s"),
     ("bioheat_10min_128_s", bench_bioheat, 1.0, "Pennes 10 min at 128³, 1 mm; target ≤ 1 s (issue 3)"),
 ]
 
