@@ -38,8 +38,9 @@ def _rf_problem(n: int, length_m: float = 0.096):
     sigma = 0.33 * np.exp(0.3 * np.sin(2 * np.pi * x / length_m) * np.cos(3 * np.pi * y / length_m))
     sigma = np.where((x - 0.012) ** 2 + (y + 0.008) ** 2 + z**2 < 0.015**2, 0.55, sigma)  # tumour
     sigma = np.where(np.hypot(x + 0.02, z - 0.01) < 0.004, 0.7, sigma)  # vessel along y
-    tip = (np.hypot(x, y) <= 0.0012) & (z <= 0.0) & (z >= -0.015)
-    tip |= (x**2 + y**2 + z**2) <= 0.0012**2  # never thinner than a voxel on the coarse grid
+    radius = max(0.0012, 0.75 * h)  # at least the four central voxel columns
+    tip = (np.hypot(x, y) <= radius) & (z <= 0.0) & (z >= -0.015)
+    assert tip.any()
     held = tip | _outer_layer((n, n, n))
     value = np.where(tip, 10.0, 0.0)
     return sigma.astype(np.float32), held, value.astype(np.float32), (h, h, h), (x, y, z)
@@ -225,14 +226,40 @@ def test_warm_start_after_five_percent_change():
     assert np.max(np.abs(u1 - fresh)) < 2e-5 * 10.0
 
 
+def test_held_values_and_reaction_update_in_place():
+    """Changing the electrode voltage scales the potential; adding a reaction term lowers it everywhere."""
+    sigma, held, value, spacing, _ = _rf_problem(32, length_m=0.048)
+    solver = MultigridSolver(EllipticOperator(sigma, 0.0, spacing, held, value))
+    u1, _ = solver.solve(0.0, rtol=1e-9)
+    solver.update_coefficients(sigma, dirichlet_value=2 * value)
+    u2, _ = solver.solve(0.0, x0=u1, rtol=1e-9)
+    np.testing.assert_allclose(u2, 2 * u1, atol=2e-6 * 20)
+    solver.update_coefficients(sigma, reaction=1e4)
+    u3, info = solver.solve(0.0, x0=u2, rtol=1e-9)
+    inside = ~held & (u2 > 0.01)
+    assert info.converged and info.iterations > 0 and np.all(u3[inside] < u2[inside])
+
+
+@pytest.mark.parametrize(("levels", "smoothing_steps"), [(1, 1), (2, 2), (None, 2)])
+def test_hierarchy_options_give_the_same_answer(levels, smoothing_steps):
+    """A single grid (dense solve), a two-grid method and deeper smoothing all reach the default answer."""
+    sigma, held, value, spacing, _ = _rf_problem(8, length_m=0.024)
+    reference = solve_elliptic(sigma, 0.0, 0.0, spacing, held, value, rtol=1e-10)
+    solver = MultigridSolver(EllipticOperator(sigma, 0.0, spacing, held, value), levels, smoothing_steps)
+    u, info = solver.solve(0.0, rtol=1e-10)
+    assert info.converged and solver.n_levels == (levels or solver.n_levels)
+    assert np.abs(reference).max() > 1.0  # a real problem, driven by the held tip
+    assert np.max(np.abs(u - reference)) < 1e-7 * 10
+
+
 @pytest.mark.parametrize("method", ["v", "w"])
 def test_plain_cycles_agree_with_pcg(method):
     """Stationary V- and W-cycles reach the PCG answer (smooth coefficients, a held needle)."""
-    sigma, held, value, spacing, _ = _rf_problem(32)
+    sigma, held, value, spacing, _ = _rf_problem(32, length_m=0.048)
     solver = MultigridSolver(EllipticOperator(sigma, 0.0, spacing, held, value))
     reference, _ = solver.solve(0.0, rtol=1e-9)
     u, info = solver.solve(0.0, rtol=1e-8, method=method, max_iterations=200)
-    assert info.converged
+    assert info.converged and info.iterations > 3 and np.abs(reference).max() > 1.0
     assert np.max(np.abs(u - reference)) < 1e-6 * 10.0
 
 
@@ -253,18 +280,30 @@ def test_pure_neumann_balanced_source_has_zero_mean_solution():
     assert solver.operator.residual_norm(u, f) < 1e-5
 
 
-def test_insulating_region_blocks_current():
-    """An a = 0 slab between two held plates carries no current: each side sits at its own plate's potential."""
+def test_insulating_regions():
+    """An a = 0 wall between two held plates carries no current, so each side sits at its own plate's potential;
+    a conducting island sealed in an a = 0 shell floats: a balanced source inside is solved to zero mean, an
+    unbalanced one is refused."""
     n = (24, 16, 16)
     a = np.ones(n, np.float32)
     a[12] = 0.0  # insulating wall
+    a[3:9, 4:11, 4:11] = 0.0  # shell …
+    a[4:8, 5:10, 5:10] = 2.0  # … around a floating island
     held = np.zeros(n, bool)
     held[0] = held[-1] = True
     value = np.zeros(n, np.float32)
     value[-1] = 5.0
-    u = solve_elliptic(a, 0.0, 0.0, (1e-3,) * 3, held, value, rtol=1e-9)
-    np.testing.assert_allclose(u[1:12], 0.0, atol=1e-5)
+    source = np.zeros(n, np.float32)
+    source[5, 6, 6], source[6, 8, 8] = 1e5, -1e5
+    u = solve_elliptic(a, 0.0, source, (1e-3,) * 3, held, value, rtol=1e-9)
     np.testing.assert_allclose(u[13:], 5.0, atol=1e-5)
+    outside = np.ones(n, bool)
+    outside[3:9, 4:11, 4:11] = False
+    np.testing.assert_allclose(u[1:12][outside[1:12]], 0.0, atol=1e-5)
+    island = u[4:8, 5:10, 5:10].astype(np.float64)
+    assert abs(island.mean()) < 1e-6 * np.abs(island).max() and u[5, 6, 6] > 0 > u[6, 8, 8]
+    source[6, 8, 8] = 0.0
+    _one_line_error(lambda: solve_elliptic(a, 0.0, source, (1e-3,) * 3, held, value), "does not sum to zero")
 
 
 # --------------------------------------------------------------------------------------------
