@@ -66,8 +66,13 @@ def test_an_earlier_step_changes_what_the_next_step_sees(small_patient):
     twice = plan_from_dict(single.model_dump() | {"steps": [single.steps[0].model_dump()] * 2})
     two = simulate(twice, small_patient)
     assert len(two.steps) == 2
-    assert two.steps[1].metrics["ablation_volume_ml"] >= one.steps[0].metrics["ablation_volume_ml"]
-    assert two.steps[1].metrics["peak_temperature_c"] > one.steps[0].metrics["peak_temperature_c"] - 0.5
+    first, second = two.steps
+    assert first.metrics["ablation_volume_ml"] == pytest.approx(one.steps[0].metrics["ablation_volume_ml"])
+    # the same source after 10 min of cooling: dead tissue no longer perfused, so the zone grows
+    assert second.metrics["ablation_volume_ml"] > 1.1 * first.metrics["ablation_volume_ml"]
+    assert second.metrics["peak_temperature_c"] > first.metrics["peak_temperature_c"]
+    running_max = two.final_state.damage["max_temperature_c"]
+    assert float(np.nanmax(running_max)) == pytest.approx(second.metrics["peak_temperature_c"])
 
 
 @pytest.mark.parametrize(

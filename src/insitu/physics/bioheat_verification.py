@@ -28,6 +28,7 @@ from insitu.physics.bioheat import (
     ThermalMedium,
     VesselBoundary,
 )
+from insitu.physics.verification import verification_row
 
 LIVER_K = 0.52  # W/m/K, thermal.md §2.1 [C] (S36)
 LIVER_RHO = 1079.0  # kg/m³
@@ -552,15 +553,7 @@ def case_heat_capacity_energy(n: int = 16, a_c: float = 0.004) -> dict[str, Any]
 
 
 # ------------------------------------------------------------------------------- the report rows
-def _row(case_id: str, quantity: str, simulated: float, reference: float, tol: float, source: str) -> dict[str, Any]:
-    return {
-        "id": case_id,
-        "quantity": quantity,
-        "simulated": float(simulated),
-        "reference": float(reference),
-        "tolerance_rel": float(tol),
-        "source": source,
-    }
+_row = verification_row
 
 
 def _order_row(case_id: str, quantity: str, order: float, expected: float = 2.0) -> dict[str, Any]:

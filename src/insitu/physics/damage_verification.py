@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from insitu.physics.damage import DamageAccumulator, arrhenius_set, three_state_set
+from insitu.physics.verification import verification_row
 
 SRC_V4 = "thermal.md §8 V4 and §3.1 (t = exp(Ea/RT)/A, exact [D])"
 SRC_TABLE = "thermal.md §3.1 isothermal-time table [D], printed to 3 significant figures"
@@ -138,15 +139,7 @@ def ramp_omega(
     return float(acc.state(f"arrhenius_omega_{set_name}").flat[0]), float(exact)
 
 
-def _row(case_id: str, quantity: str, simulated: float, reference: float, tol: float, source: str) -> dict[str, Any]:
-    return {
-        "id": case_id,
-        "quantity": quantity,
-        "simulated": float(simulated),
-        "reference": float(reference),
-        "tolerance_rel": float(tol),
-        "source": source,
-    }
+_row = verification_row
 
 
 def verification_cases() -> list[dict[str, Any]]:

@@ -31,12 +31,9 @@ ABLATION_FIELD = "ablation_zone"
 
 
 def _damage_models(plan_criterion: str) -> tuple[str, ...]:
-    models = ["cem43", "extremes", "three_state"]
-    if plan_criterion.startswith("arrhenius:"):
-        models.insert(0, plan_criterion)
-    else:
-        models.insert(0, "arrhenius:liver_comsol")
-    return tuple(models)
+    """Damage accumulated during heating; the peak temperature comes from the solver, not a second pass."""
+    arrhenius = plan_criterion if plan_criterion.startswith("arrhenius:") else "arrhenius:liver_comsol"
+    return (arrhenius, "cem43", "three_state")
 
 
 def _medium(state: TissueState, context: StepContext, slices: tuple[slice, ...], spacing_m) -> ThermalMedium:
@@ -80,16 +77,11 @@ def run_thermal_step(
     active = source_w_m3 > 0
     if dirichlet_mask is not None:
         active = active | dirichlet_mask
-    # the fastest diffusivity among the tissues present sets the crop margin
+    # the fastest-diffusing tissue of the library (air excluded: it is an ambient medium) sets the crop margin
     diffusivity = library.property_table("thermal_conductivity_w_m_k") / (
         library.property_table("density_kg_m3") * library.property_table("specific_heat_j_kg_k")
     )
-    present = np.unique(state.tissue_index[active]) if active.any() else np.array([library.index_of("liver")])
-    alpha = (
-        float(np.nanmax(np.where(np.arange(len(diffusivity)) == air, np.nan, diffusivity)[present]))
-        if (present.size and not np.all(present == air))
-        else 1.5e-7
-    )
+    alpha = float(np.max(np.delete(diffusivity, air)))
     sub, slices = _crop(state, active, heating_s + cooldown_s, alpha)
     spacing_m = tuple(s * 1e-3 for s in sub.spacing_kji_mm)
     medium = _medium(state, context, slices, spacing_m)
@@ -143,6 +135,9 @@ def run_thermal_step(
     new.perfusion_arterial_per_s[slices] *= factor
     new.perfusion_portal_per_s[slices] *= factor
     new.time_s = state.time_s + total
+    # running maximum temperature over all steps so far (NaN outside every crop: never heated)
+    running_max = new.damage.setdefault("max_temperature_c", np.full(grid.shape, np.nan, dtype=np.float32))
+    running_max[slices] = np.fmax(running_max[slices], peak)
 
     zone = np.zeros(grid.shape, dtype=bool)
     zone[slices] = damage.dead_mask(_zone_criterion(context.plan.damage_model))
