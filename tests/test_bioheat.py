@@ -350,3 +350,37 @@ def test_failure_inside_the_loop_leaves_the_last_good_step():
     with pytest.raises(PhysicsError, match="thermal grid"):
         solver.advance(T, 10 * dt, dt_s=dt, source_w_m3=source)
     assert T.mean() == pytest.approx(37.0 + 2 * dt * 1e5 / (RHO * C), rel=1e-5)  # two steps done
+
+
+def test_row_skipping_peak_and_source_equal_a_brute_force_record():
+    """The kernel skips peak rows that cannot rise and source rows that are zero; the result must be exact."""
+    rng = np.random.default_rng(7)
+    shape = (10, 12, 14)
+    med = _uniform(shape, perfusion=0.004)
+    solver = BioheatSolver(med)
+    dt = solver.stable_time_step_s()
+    q = np.zeros(shape, np.float32)
+    q[4:6, 5:7, 3:11] = 4e6  # a local source: most rows carry none
+    start = (37.0 + rng.normal(0.0, 0.5, shape)).astype(np.float32)  # some rows cool, some warm
+    prior_peak = np.maximum(start, (37.0 + rng.uniform(0.0, 3.0, shape)).astype(np.float32))
+    T = start.copy()
+    brute = prior_peak.copy()
+    fields = []
+    run = solver.advance(
+        T, 40 * dt, dt_s=dt, source_w_m3=q, peak_temperature_c=prior_peak.copy(),
+        step_callback=lambda _t, field: fields.append(field.copy()),
+    )  # fmt: skip
+    heated_peak = run.peak_temperature_c.copy()
+    cooled = solver.advance(T, 40 * dt, dt_s=dt, peak_temperature_c=run.peak_temperature_c)  # source off, same peak
+    reference = start.copy()
+    for _ in range(40):
+        solver.step(reference, dt, q)
+        np.maximum(brute, reference, out=brute)
+    assert np.array_equal(fields[-1], reference)
+    assert np.array_equal(heated_peak, brute)
+    for _ in range(40):
+        solver.step(reference, dt)
+        np.maximum(brute, reference, out=brute)
+    assert np.array_equal(cooled.peak_temperature_c, brute)
+    assert np.array_equal(T, reference)
+    assert float(brute.max()) > float(prior_peak.max()) + 4.0  # the source did raise peaks

@@ -93,90 +93,137 @@ def _voxel(t, tkm, tkp, tjm, tjp, til, tir, gkm, gkp, gjm, gjp, gil, gir, r, w, 
     return dt * r * f
 
 
+@numba.njit(cache=True, fastmath=_FAST, inline="always")
+def _row(  # pragma: no cover
+    t0, tkm, tkp, tjm, tjp, gkm, gkp, gjm, gjp, gir, rr, ww, qr, o, dt, ta, til0, tirn, cr, hr, floor
+):
+    """Step one i row into ``o``; ``qr`` (source row), ``cr`` (carry row), ``hr`` (ΔT² lanes) may be None.
+
+    Returns how many new values exceed ``floor`` (an integer sum keeps the loop vectorised). The
+    interior loop is written out so LLVM vectorises it; the two i edges take the box faces' ambient
+    values ``til0`` and ``tirn``.
+    """
+    ni = t0.shape[0]
+    rising = 0
+    for i in range(1, ni - 1):
+        t = t0[i]
+        f = (
+            gkm[i] * (tkm[i] - t)
+            + gkp[i] * (tkp[i] - t)
+            + gjm[i] * (tjm[i] - t)
+            + gjp[i] * (tjp[i] - t)
+            + gir[i] * (t0[i - 1] - t)
+            + gir[i + 1] * (t0[i + 1] - t)
+            + ww[i] * (ta - t)
+        )
+        if qr is not None:
+            f += qr[i]
+        d = dt * rr[i] * f
+        if cr is not None:
+            y = d + cr[i]
+            tn = t + y
+            cr[i] = y - (tn - t)
+        else:
+            tn = t + d
+        o[i] = tn
+        rising += tn > floor
+        if hr is not None:
+            d2 = d * d
+            c = hr[i]
+            hr[i] = c if c >= d2 else d2
+    for e in range(2 if ni > 1 else 1):  # the i edges (one voxel when ni == 1)
+        i = 0 if e == 0 else ni - 1
+        til = t0[i - 1] if i > 0 else til0
+        tir = t0[i + 1] if i < ni - 1 else tirn
+        qq = np.float32(0.0) if qr is None else qr[i]
+        t = t0[i]
+        d = _voxel(
+            t, tkm[i], tkp[i], tjm[i], tjp[i], til, tir,
+            gkm[i], gkp[i], gjm[i], gjp[i], gir[i], gir[i + 1], rr[i], ww[i], qq, dt, ta,
+        )  # fmt: skip
+        if cr is not None:
+            y = d + cr[i]
+            tn = t + y
+            cr[i] = y - (tn - t)
+        else:
+            tn = t + d
+        o[i] = tn
+        rising += tn > floor
+        if hr is not None:
+            d2 = d * d
+            c = hr[i]
+            hr[i] = c if c >= d2 else d2
+    return rising
+
+
 @numba.njit(parallel=True, cache=True, fastmath=_FAST)
-def _step_kernel(T, out, gi, gj, gk, irc, w, q, dt, ta, amb_k, amb_j, amb_i, peak, chg, carry):  # pragma: no cover
+def _step_kernel(
+    T, out, gi, gj, gk, irc, w, q, q_rows, dt, ta, amb_k, amb_j, amb_i, peak, peak_floor, chg, carry
+):  # pragma: no cover
     """One explicit step ``T → out``. ``q``, ``peak``, ``chg`` and ``carry`` may be None (compiled away).
+
+    ``q_rows[k, j]`` is nonzero where row (k, j) of the source has a nonzero value: the other rows
+    skip reading ``q`` (sources are local, so most rows of a patient grid have none).
 
     ``carry`` (optional) holds each voxel's float32 rounding residual (compensated, Kahan, update):
     the increment actually added is ``d + carry`` and what rounding dropped is kept for the next step.
 
-    ``peak`` (optional) takes the running maximum of ``out``; ``chg[k, i]`` (optional) the running
-    maximum of ΔT² along each (k, i) lane, so the caller can bound max |ΔT| without a float max
-    reduction (which LLVM does not vectorise here). The interior i loop is written out so LLVM
-    vectorises it; the two i edges take the ambient row values of the box faces.
+    ``peak`` (optional) takes the running maximum of ``out``; ``peak_floor[k, j]`` must hold the
+    minimum of ``peak[k, j, :]`` (or less). A row with no new value above that floor cannot raise any
+    peak, so its peak row is neither read nor written (exact, and most rows of a run are such rows:
+    tissue away from the source is not warming); other rows are updated from L1 and their floor
+    refreshed. ``chg[k, i]`` (optional) takes the running maximum of ΔT² along each (k, i) lane, so
+    the caller can bound max |ΔT| without a float max reduction over the volume.
     """
     nk, nj, ni = T.shape
-    zero = np.float32(0.0)
     for k in numba.prange(nk):
+        hr = None if chg is None else chg[k]
         for j in range(nj):
-            t0 = T[k, j]
             tkm = T[k - 1, j] if k > 0 else amb_k[0, j]
             tkp = T[k + 1, j] if k < nk - 1 else amb_k[1, j]
             tjm = T[k, j - 1] if j > 0 else amb_j[0, k]
             tjp = T[k, j + 1] if j < nj - 1 else amb_j[1, k]
-            gkm = gk[k, j]
-            gkp = gk[k + 1, j]
-            gjm = gj[k, j]
-            gjp = gj[k, j + 1]
-            gir = gi[k, j]
-            rr = irc[k, j]
-            ww = w[k, j]
+            cr = None if carry is None else carry[k, j]
+            floor = np.float32(np.inf) if peak is None else peak_floor[k, j]
             o = out[k, j]
-            for i in range(1, ni - 1):
-                t = t0[i]
-                f = (
-                    gkm[i] * (tkm[i] - t)
-                    + gkp[i] * (tkp[i] - t)
-                    + gjm[i] * (tjm[i] - t)
-                    + gjp[i] * (tjp[i] - t)
-                    + gir[i] * (t0[i - 1] - t)
-                    + gir[i + 1] * (t0[i + 1] - t)
-                    + ww[i] * (ta - t)
-                )
-                if q is not None:
-                    f += q[k, j, i]
-                d = dt * rr[i] * f
-                if carry is not None:
-                    y = d + carry[k, j, i]
-                    tn = t + y
-                    carry[k, j, i] = y - (tn - t)
-                else:
-                    tn = t + d
-                o[i] = tn
-                if peak is not None:
-                    p = peak[k, j, i]
-                    peak[k, j, i] = p if p >= tn else tn
-                if chg is not None:
-                    d2 = d * d
-                    c = chg[k, i]
-                    chg[k, i] = c if c >= d2 else d2
-            # the i edges (i = 0 and i = ni - 1; one voxel when ni == 1)
-            for e in range(2 if ni > 1 else 1):
-                i = 0 if e == 0 else ni - 1
-                til = t0[i - 1] if i > 0 else amb_i[0, k, j]
-                tir = t0[i + 1] if i < ni - 1 else amb_i[1, k, j]
-                qq = zero
-                if q is not None:
-                    qq = q[k, j, i]
-                t = t0[i]
-                d = _voxel(
-                    t, tkm[i], tkp[i], tjm[i], tjp[i], til, tir,
-                    gkm[i], gkp[i], gjm[i], gjp[i], gir[i], gir[i + 1], rr[i], ww[i], qq, dt, ta,
+            if q is not None and q_rows[k, j]:
+                rising = _row(
+                    T[k, j], tkm, tkp, tjm, tjp, gk[k, j], gk[k + 1, j], gj[k, j], gj[k, j + 1], gi[k, j], irc[k, j],
+                    w[k, j], q[k, j], o, dt, ta, amb_i[0, k, j], amb_i[1, k, j], cr, hr, floor,
                 )  # fmt: skip
-                if carry is not None:
-                    y = d + carry[k, j, i]
-                    tn = t + y
-                    carry[k, j, i] = y - (tn - t)
-                else:
-                    tn = t + d
-                o[i] = tn
-                if peak is not None:
-                    p = peak[k, j, i]
-                    peak[k, j, i] = p if p >= tn else tn
-                if chg is not None:
-                    d2 = d * d
-                    c = chg[k, i]
-                    chg[k, i] = c if c >= d2 else d2
+            else:
+                rising = _row(
+                    T[k, j], tkm, tkp, tjm, tjp, gk[k, j], gk[k + 1, j], gj[k, j], gj[k, j + 1], gi[k, j], irc[k, j],
+                    w[k, j], None, o, dt, ta, amb_i[0, k, j], amb_i[1, k, j], cr, hr, floor,
+                )  # fmt: skip
+            if peak is not None and rising > 0:
+                pr = peak[k, j]
+                for i in range(ni):
+                    if o[i] > pr[i]:  # a masked store: cache lines with no new peak are not dirtied
+                        pr[i] = o[i]
+                peak_floor[k, j] = _lowest(pr)
+
+
+@numba.njit(cache=True, fastmath=True)
+def _lowest(row):  # pragma: no cover
+    """Minimum of a float32 row (fast-math lets LLVM vectorise the reduction)."""
+    m = row[0]
+    for i in range(1, row.shape[0]):
+        m = min(m, row[i])
+    return m
+
+
+@numba.njit(parallel=True, cache=True)
+def _row_minimum(a, out):  # pragma: no cover
+    """``out[k, j] = min(a[k, j, :])`` (the peak floors the step kernel keeps)."""
+    nk, nj, ni = a.shape
+    for k in numba.prange(nk):
+        for j in range(nj):
+            m = a[k, j, 0]
+            for i in range(1, ni):
+                v = a[k, j, i]
+                m = v if v < m else m
+            out[k, j] = m
 
 
 @numba.njit(cache=True)
@@ -330,6 +377,26 @@ def _sum_and_count_nonfinite(a):  # pragma: no cover
             total += v
         else:
             bad += 1
+    return total, bad
+
+
+@numba.njit(parallel=True, cache=True)
+def _scan_source(q, rows):  # pragma: no cover
+    """(Σ q in float64, number of non-finite entries) in one pass; ``rows[k, j]`` = 1 where row (k, j) is not all 0."""
+    nk, nj, ni = q.shape
+    total = 0.0
+    bad = 0
+    for k in numba.prange(nk):
+        for j in range(nj):
+            nonzero = 0
+            for i in range(ni):
+                v = float(q[k, j, i])
+                if math.isfinite(v):
+                    total += v
+                else:
+                    bad += 1
+                nonzero |= v != 0.0
+            rows[k, j] = nonzero
     return total, bad
 
 
@@ -704,6 +771,8 @@ class BioheatSolver:
         self._ac = self._coefficient(medium.specific_heat_coeff_1_k)
         self._tdep = self._ak is not None or self._ac is not None
         self._chg = np.zeros((nk, ni), np.float32) if self._tdep else None
+        self._peak_floor = np.empty((nk, nj), np.float32)  # row minima of the tracked peak field
+        self._q_rows = np.zeros((nk, nj), np.uint8)  # rows where the current source is nonzero
         self._carry = np.zeros(shape, np.float32) if compensated else None
         self._factor: np.ndarray | None = None
         self._bound_s = math.nan
@@ -887,11 +956,20 @@ class BioheatSolver:
             )
         return dt
 
+    def _prepare_source(self, q: np.ndarray) -> tuple[float, int]:
+        """(Σ q, non-finite count) and the rows where ``q`` is nonzero; needed before steps that use ``q``."""
+        return _scan_source(q, self._q_rows)
+
+    def _track_peak(self, peak: np.ndarray) -> None:
+        """Compute the row floors of ``peak``; needed before steps that track it (a stale floor may only be lower)."""
+        _row_minimum(peak, self._peak_floor)
+
     def _kernel(self, cur: np.ndarray, nxt: np.ndarray, dt: float, q: np.ndarray | None, peak: np.ndarray | None):
+        """One step ``cur → nxt``; with ``peak``, :meth:`_track_peak` must have seen it since it last fell."""
         _step_kernel(
-            cur, nxt, self._gi, self._gj, self._gk, self._irc, self._w, q, np.float32(dt),
-            np.float32(self.medium.arterial_temperature_c), self._amb_k, self._amb_j, self._amb_i, peak, self._chg,
-            self._carry,
+            cur, nxt, self._gi, self._gj, self._gk, self._irc, self._w, q, self._q_rows, np.float32(dt),
+            np.float32(self.medium.arterial_temperature_c), self._amb_k, self._amb_j, self._amb_i, peak,
+            self._peak_floor, self._chg, self._carry,
         )  # fmt: skip
         self._since_refresh += 1
         if self._chg is not None:
@@ -925,11 +1003,15 @@ class BioheatSolver:
         self._check_temperature(temperature_c)
         dt = self._check_dt(dt_s)
         q = self._check_source(source_w_m3)
+        if q is not None:
+            self._prepare_source(q)  # which rows carry source (the kernel skips the others)
         if peak_temperature_c is not None and (
             peak_temperature_c.shape != self.shape or peak_temperature_c.dtype != np.float32
         ):
             raise PhysicsError("peak_temperature_c is not a float32 volume on the grid", "allocate it like T")
         self._maybe_refresh(temperature_c, None)
+        if peak_temperature_c is not None:
+            self._track_peak(peak_temperature_c)
         self._kernel(temperature_c, self._scratch, dt, q, peak_temperature_c)
         _copy(self._scratch, temperature_c)
 
@@ -998,7 +1080,7 @@ class BioheatSolver:
             arr = self._check_source(raw)
             if arr is None:
                 return None, 0.0
-            total, nonfinite = _sum_and_count_nonfinite(arr)
+            total, nonfinite = self._prepare_source(arr)
             if nonfinite:
                 raise PhysicsError(f"the source has {nonfinite} non-finite voxels", "return finite W/m³ values")
             return arr, total * voxel_m3
@@ -1012,6 +1094,7 @@ class BioheatSolver:
         else:
             peak = peak_temperature_c
             np.maximum(peak, temperature_c, out=peak)
+        self._track_peak(peak)
         snapshots: dict[float, np.ndarray] = {t: np.empty_like(temperature_c) for t in snaps}
         pending = list(snaps)
         while pending and pending[0] <= 0.0:
