@@ -384,3 +384,30 @@ def test_row_skipping_peak_and_source_equal_a_brute_force_record():
     assert np.array_equal(cooled.peak_temperature_c, brute)
     assert np.array_equal(T, reference)
     assert float(brute.max()) > float(prior_peak.max()) + 4.0  # the source did raise peaks
+
+
+@pytest.mark.parametrize("theta", [1.0, 0.75, 0.5])
+def test_face_factors_place_a_held_wall_between_voxel_centres(theta):
+    """Shortley–Weller: a held wall θ·h from the first free centre (face factor 1/θ) gives the exact linear
+    steady profile between the wall at 10 °C and the far box face at 37 °C (no perfusion, no source)."""
+    n = 12
+    h = 1e-3
+    med = _uniform((3, 3, n), h=h)
+    held = np.zeros(med.shape, bool)
+    held[:, :, 0] = True
+    fk = np.ones((4, 3, n), np.float32)
+    fj = np.ones((3, 4, n), np.float32)
+    fi = np.ones((3, 3, n + 1), np.float32)
+    fi[:, :, 1] = 1.0 / theta  # the face between the held voxel 0 and voxel 1
+    solver = BioheatSolver(
+        med, dirichlet_mask=held, dirichlet_temperature_c=10.0,
+        robin=RobinBoundary(h_w_m2k=np.inf, ambient_c=37.0, box_faces=("i+",)), face_factors=(fk, fj, fi),
+    )  # fmt: skip
+    T = solver.steady_state(dtype=np.float64)
+    wall = 1.0 - theta  # the wall's position in voxel units (voxel centres at 0, 1, …)
+    far = n - 0.5  # the i+ box face
+    x = np.arange(1, n)
+    exact = 10.0 + 27.0 * (x - wall) / (far - wall)
+    np.testing.assert_allclose(T[1, 1, 1:], exact, rtol=1e-6)
+    with pytest.raises(PhysicsError, match="face factors"):
+        BioheatSolver(med, face_factors=(fk, fj, fi[:, :, :-1]))

@@ -644,6 +644,9 @@ class BioheatSolver:
         fraction of the stability bound used by the automatic step.
     refresh_every_steps, refresh_delta_k:
         cadence of coefficient refreshes (temperature-dependent k/c, perfusion factor).
+    face_factors:
+        optional multipliers of the k, j and i face conductances (1/θ on faces to a held surface θ·h
+        away: sub-voxel placement of a cooled wall). The stable step accounts for them.
     compensated:
         keep each voxel's float32 rounding residual (Kahan). Near 37 °C a float32 temperature has a
         resolution of 3.8e-6 K; increments below half of it are dropped, which in slowly warming
@@ -664,6 +667,7 @@ class BioheatSolver:
         refresh_every_steps: int = 10,
         refresh_delta_k: float = 1.0,
         compensated: bool = False,
+        face_factors: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> None:
         if not isinstance(medium, ThermalMedium):
             raise PhysicsError("medium is not a ThermalMedium", "build one with ThermalMedium(...)")
@@ -672,6 +676,7 @@ class BioheatSolver:
         if int(refresh_every_steps) < 1 or not (refresh_delta_k > 0):
             raise PhysicsError("refresh cadence must be ≥ 1 step and > 0 K", "use the defaults (10 steps, 1 K)")
         self.medium = medium
+        self._face_factors = self._check_face_factors(face_factors, medium.shape)
         self.safety = float(safety)
         self.refresh_every_steps = int(refresh_every_steps)
         self.refresh_delta_k = float(refresh_delta_k)
@@ -783,6 +788,24 @@ class BioheatSolver:
 
     # ------------------------------------------------------------------ set-up helpers
     @staticmethod
+    def _check_face_factors(factors: Any, shape: tuple[int, int, int]) -> tuple[np.ndarray, ...] | None:
+        """Per-face multipliers (k, j, i faces; layout (nk+1, nj, ni), (nk, nj+1, ni), (nk, nj, ni+1)), e.g. 1/θ
+        on faces to a held surface θ·h away (Shortley–Weller), so a cooled wall sits where the metal is."""
+        if factors is None:
+            return None
+        nk, nj, ni = shape
+        wanted = ((nk + 1, nj, ni), (nk, nj + 1, ni), (nk, nj, ni + 1))
+        out = []
+        for f, want in zip(factors, wanted, strict=True):
+            arr = np.ascontiguousarray(f, dtype=np.float32)
+            if arr.shape != want:
+                raise PhysicsError(f"face factors have shape {arr.shape}, expected {want}", "use the face layout")
+            if not np.all(np.isfinite(arr)) or float(arr.min()) <= 0.0:
+                raise PhysicsError("face factors must be finite and positive", "give 1/θ with θ in (0, 1]")
+            out.append(arr)
+        return tuple(out)
+
+    @staticmethod
     def _mask(name: str, mask: Any, shape: tuple[int, ...]) -> np.ndarray:
         m = np.asarray(mask)
         if m.shape != tuple(shape):
@@ -828,6 +851,11 @@ class BioheatSolver:
         )  # fmt: skip
         sk, sj, si = med.spacing_m
         _fill_faces(self._keff, self._kind, self._hconv, self._box_h, sk, sj, si, self._gi, self._gj, self._gk)
+        if self._face_factors is not None:
+            fk, fj, fi = self._face_factors
+            self._gk *= fk
+            self._gj *= fj
+            self._gi *= fi
 
     def _fill_perfusion(self, factor: np.ndarray | None, worst_case: bool) -> None:
         med = self.medium

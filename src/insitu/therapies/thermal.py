@@ -11,9 +11,11 @@ they never limit the explicit time step.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
+from insitu.grid import Grid
 from insitu.physics.bioheat import BioheatSolver, RobinBoundary, ThermalMedium
 from insitu.physics.damage import DamageAccumulator
 from insitu.simulation import StepContext, StepResult
@@ -55,9 +57,146 @@ def _medium(state: TissueState, context: StepContext, slices: tuple[slice, ...],
     )
 
 
-def _crop(state: TissueState, active: np.ndarray, duration_s: float, diffusivity_m2_s: float):
-    margin_mm = max(CROP_MIN_MARGIN_MM, 1e3 * CROP_DIFFUSION_LENGTHS * math.sqrt(diffusivity_m2_s * duration_s))
+def thermal_crop(state: TissueState, context: StepContext, active: np.ndarray, duration_s: float):
+    """The sub-grid (and its slices) the heat of a ``duration_s`` step around ``active`` voxels can reach.
+
+    The fastest-diffusing tissue of the library (air excluded: it is an ambient medium) sets the margin.
+    """
+    library = context.library
+    air = library.index_of("air")
+    diffusivity = library.property_table("thermal_conductivity_w_m_k") / (
+        library.property_table("density_kg_m3") * library.property_table("specific_heat_j_kg_k")
+    )
+    alpha = float(np.max(np.delete(diffusivity, air)))
+    margin_mm = max(CROP_MIN_MARGIN_MM, 1e3 * CROP_DIFFUSION_LENGTHS * math.sqrt(alpha * duration_s))
     return state.grid.crop_to_mask(active, margin_mm=margin_mm)
+
+
+@dataclass
+class ThermalRegion:
+    """One step's cropped thermal problem: medium, solver, damage and temperature on the sub-grid.
+
+    Therapies open it (:func:`open_thermal_region`), advance it with their sources — a fixed volume or a
+    callable re-evaluated as the tissue heats — and close it (:func:`close_thermal_region`) into a new
+    state and a step result.
+    """
+
+    state: TissueState
+    context: StepContext
+    sub: Grid
+    slices: tuple[slice, ...]
+    medium: ThermalMedium
+    solver: BioheatSolver
+    damage: DamageAccumulator
+    temperature_c: np.ndarray
+    peak_c: np.ndarray
+    planned_s: float
+    elapsed_s: float = 0.0
+    steps: int = 0
+    dt_s: float = 0.0
+
+    @property
+    def spacing_m(self) -> tuple[float, float, float]:
+        """(dz, dy, dx) of the sub-grid in metres."""
+        return self.medium.spacing_m
+
+    def advance(self, duration_s: float, source_w_m3=None, source_interval_s: float | None = None) -> None:
+        """Run ``duration_s`` with ``source_w_m3`` (None, a volume or ``source(t_s, T)`` on the sub-grid)."""
+        if duration_s <= 0:
+            return
+        report = self.context.progress
+        begin, total = self.elapsed_s, max(self.planned_s, 1e-30)
+        run = self.solver.advance(
+            self.temperature_c,
+            duration_s,
+            source_w_m3=source_w_m3,
+            source_interval_s=source_interval_s,
+            damage=self.damage,
+            peak_temperature_c=self.peak_c,
+            start_time_s=begin,
+            progress=lambda stage, f, m="": report("thermal", min(1.0, (begin + f * duration_s) / total), m),
+        )
+        self.elapsed_s += duration_s
+        self.steps += run.steps
+        self.dt_s = run.dt_s
+
+
+def open_thermal_region(
+    state: TissueState,
+    context: StepContext,
+    sub: Grid,
+    slices: tuple[slice, ...],
+    planned_s: float,
+    dirichlet_mask: np.ndarray | None = None,
+    dirichlet_temperature_c: float | np.ndarray | None = None,
+    face_factors: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> ThermalRegion:
+    """Build the thermal problem on ``sub`` (a crop of the state's grid); Dirichlet arrays and face factors (see
+    :class:`BioheatSolver`) live on ``sub``."""
+    library = context.library
+    air = library.index_of("air")
+    spacing_m = tuple(s * 1e-3 for s in sub.spacing_kji_mm)
+    medium = _medium(state, context, slices, spacing_m)
+    gas = state.tissue_index[slices] == air
+    robin = [RobinBoundary(h_w_m2k=math.inf, ambient_c=state.body_temperature_c, box_faces=("all",))]
+    if gas.any():
+        robin.append(RobinBoundary(h_w_m2k=GAS_FILM_W_M2K, ambient_c=state.body_temperature_c, mask=gas))
+    solver = BioheatSolver(
+        medium,
+        dirichlet_mask=dirichlet_mask,
+        dirichlet_temperature_c=dirichlet_temperature_c,
+        robin=robin,
+        face_factors=face_factors,
+    )
+    damage = DamageAccumulator(sub.shape, models=_damage_models(context.plan.damage_model))
+    damage.load({name: values[slices] for name, values in state.damage.items()})
+    temperature = np.ascontiguousarray(state.temperature_c[slices], dtype=np.float32)
+    damage.observe(temperature)  # the start of the first step's temperature path
+    return ThermalRegion(
+        state=state,
+        context=context,
+        sub=sub,
+        slices=slices,
+        medium=medium,
+        solver=solver,
+        damage=damage,
+        temperature_c=temperature,
+        peak_c=temperature.copy(),
+        planned_s=planned_s,
+    )
+
+
+def close_thermal_region(region: ThermalRegion, therapy: str) -> tuple[TissueState, StepResult]:
+    """Write temperature, damage and perfusion shut-down back into a new state; the zone and its metrics."""
+    state, context, slices = region.state, region.context, region.slices
+    grid = state.grid
+    new = state.copy()
+    new.temperature_c[slices] = region.temperature_c
+    damage = region.damage
+    for name, values in damage.fields().items():
+        if name not in new.damage:
+            new.damage[name] = np.full(grid.shape, damage.neutral_value(name), dtype=np.float32)
+        new.damage[name][slices] = values
+    # perfusion stops where the tissue died (it stays stopped in later steps)
+    factor = damage.perfusion_factor()
+    new.perfusion_arterial_per_s[slices] *= factor
+    new.perfusion_portal_per_s[slices] *= factor
+    new.time_s = state.time_s + region.elapsed_s
+    # running maximum temperature over all steps so far (NaN outside every crop: never heated)
+    running_max = new.damage.setdefault("max_temperature_c", np.full(grid.shape, np.nan, dtype=np.float32))
+    running_max[slices] = np.fmax(running_max[slices], region.peak_c)
+
+    zone = np.zeros(grid.shape, dtype=bool)
+    zone[slices] = damage.dead_mask(_zone_criterion(context.plan.damage_model))
+    peak_full = np.full(grid.shape, np.nan, dtype=np.float32)
+    peak_full[slices] = region.peak_c
+    result = StepResult(index=0, therapy=therapy, label="")
+    result.fields = {"max_temperature_c": np.nan_to_num(peak_full, nan=state.body_temperature_c), ABLATION_FIELD: zone}
+    result.metrics = _zone_metrics(zone, region.peak_c, context, state)
+    result.metrics.update(
+        {"time_steps": float(region.steps), "time_step_s": float(region.dt_s), "duration_s": float(region.elapsed_s)}
+    )
+    return new, result
 
 
 def run_thermal_step(
@@ -70,84 +209,22 @@ def run_thermal_step(
     dirichlet_mask: np.ndarray | None = None,
     dirichlet_temperature_c: float | np.ndarray | None = None,
 ) -> tuple[TissueState, StepResult]:
-    """Heat with ``source_w_m3`` for ``heating_s``, then ``cooldown_s`` without it; returns the new state."""
-    grid = state.grid
-    library = context.library
-    air = library.index_of("air")
+    """Heat with ``source_w_m3`` for ``heating_s``, then ``cooldown_s`` without it; returns the new state.
+
+    ``source_w_m3`` and the Dirichlet arrays are on the state's grid.
+    """
     active = source_w_m3 > 0
     if dirichlet_mask is not None:
         active = active | dirichlet_mask
-    # the fastest-diffusing tissue of the library (air excluded: it is an ambient medium) sets the crop margin
-    diffusivity = library.property_table("thermal_conductivity_w_m_k") / (
-        library.property_table("density_kg_m3") * library.property_table("specific_heat_j_kg_k")
-    )
-    alpha = float(np.max(np.delete(diffusivity, air)))
-    sub, slices = _crop(state, active, heating_s + cooldown_s, alpha)
-    spacing_m = tuple(s * 1e-3 for s in sub.spacing_kji_mm)
-    medium = _medium(state, context, slices, spacing_m)
-    gas = state.tissue_index[slices] == air
-    robin = [RobinBoundary(h_w_m2k=math.inf, ambient_c=state.body_temperature_c, box_faces=("all",))]
-    if gas.any():
-        robin.append(RobinBoundary(h_w_m2k=GAS_FILM_W_M2K, ambient_c=state.body_temperature_c, mask=gas))
+    sub, slices = thermal_crop(state, context, active, heating_s + cooldown_s)
     held = None if dirichlet_mask is None else np.ascontiguousarray(dirichlet_mask[slices])
     held_t = dirichlet_temperature_c
     if isinstance(held_t, np.ndarray):
         held_t = np.ascontiguousarray(held_t[slices], dtype=np.float32)
-    solver = BioheatSolver(medium, dirichlet_mask=held, dirichlet_temperature_c=held_t, robin=robin)
-
-    shape = sub.shape
-    damage = DamageAccumulator(shape, models=_damage_models(context.plan.damage_model))
-    damage.load({name: values[slices] for name, values in state.damage.items()})
-    temperature = np.ascontiguousarray(state.temperature_c[slices], dtype=np.float32)
-    source = np.ascontiguousarray(source_w_m3[slices], dtype=np.float32)
-    peak = temperature.copy()
-    damage.observe(temperature)  # the start of the first step's temperature path
-    report = context.progress
-    total = heating_s + cooldown_s
-    heat = solver.advance(
-        temperature,
-        heating_s,
-        source_w_m3=source,
-        damage=damage,
-        peak_temperature_c=peak,
-        progress=lambda stage, f, m="": report("thermal", f * heating_s / total, m),
-    )
-    steps, dt = heat.steps, heat.dt_s
-    if cooldown_s > 0:
-        cool = solver.advance(
-            temperature,
-            cooldown_s,
-            damage=damage,
-            peak_temperature_c=peak,
-            start_time_s=heating_s,
-            progress=lambda stage, f, m="": report("thermal", (heating_s + f * cooldown_s) / total, m),
-        )
-        steps += cool.steps
-
-    new = state.copy()
-    new.temperature_c[slices] = temperature
-    for name, values in damage.fields().items():
-        if name not in new.damage:
-            new.damage[name] = np.full(grid.shape, damage.neutral_value(name), dtype=np.float32)
-        new.damage[name][slices] = values
-    # perfusion stops where the tissue died (it stays stopped in later steps)
-    factor = damage.perfusion_factor()
-    new.perfusion_arterial_per_s[slices] *= factor
-    new.perfusion_portal_per_s[slices] *= factor
-    new.time_s = state.time_s + total
-    # running maximum temperature over all steps so far (NaN outside every crop: never heated)
-    running_max = new.damage.setdefault("max_temperature_c", np.full(grid.shape, np.nan, dtype=np.float32))
-    running_max[slices] = np.fmax(running_max[slices], peak)
-
-    zone = np.zeros(grid.shape, dtype=bool)
-    zone[slices] = damage.dead_mask(_zone_criterion(context.plan.damage_model))
-    peak_full = np.full(grid.shape, np.nan, dtype=np.float32)
-    peak_full[slices] = peak
-    result = StepResult(index=0, therapy=therapy, label="")
-    result.fields = {"max_temperature_c": np.nan_to_num(peak_full, nan=state.body_temperature_c), ABLATION_FIELD: zone}
-    result.metrics = _zone_metrics(zone, peak, context, state)
-    result.metrics.update({"time_steps": float(steps), "time_step_s": float(dt), "duration_s": float(total)})
-    return new, result
+    region = open_thermal_region(state, context, sub, slices, heating_s + cooldown_s, held, held_t)
+    region.advance(heating_s, np.ascontiguousarray(source_w_m3[slices], dtype=np.float32))
+    region.advance(cooldown_s)
+    return close_thermal_region(region, therapy)
 
 
 def _zone_criterion(plan_criterion: str) -> str:

@@ -1,0 +1,53 @@
+"""Zone long/short axes and volume (therapies/zone_geometry.py) on shapes with known extents."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from insitu.grid import Grid
+from insitu.therapies.zone_geometry import zone_axes_mm
+
+
+def _grid(shape=(40, 40, 40), spacing=(1.0, 1.0, 1.0)) -> Grid:
+    return Grid(shape=shape, spacing_mm=spacing, origin_mm=(0.0, 0.0, 0.0))
+
+
+def test_box_zone_axes_are_its_edges():
+    grid = _grid(spacing=(0.5, 0.5, 1.0))
+    zone = np.zeros(grid.shape, bool)
+    zone[5:25, 10:20, 4:16] = True  # k: 20 voxels × 1 mm, j: 10 × 0.5 mm, i: 12 × 0.5 mm
+    axes = zone_axes_mm(zone, grid, np.array([0.0, 0.0, 1.0]))  # along z (k)
+    assert axes["long_axis_mm"] == pytest.approx(20.0)
+    # widest perpendicular extent of a 6 × 5 mm rectangle is its diagonal
+    assert axes["short_axis_mm"] == pytest.approx(np.hypot(6.0, 5.0), rel=2e-3)
+    assert axes["zone_volume_ml"] == pytest.approx(20 * 10 * 12 * 0.25e-3)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    radius=st.floats(4.0, 12.0),
+    half_length=st.floats(6.0, 16.0),
+    theta=st.floats(0.0, np.pi),
+    phi=st.floats(0.0, 2 * np.pi),
+)
+def test_spheroid_axes_match_its_semi_axes_in_any_direction(radius, half_length, theta, phi):
+    grid = _grid(shape=(48, 48, 48), spacing=(1.0, 1.0, 1.0))
+    d = np.array([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)])
+    centre = np.array([24.0, 24.0, 24.0])
+    points = grid.world_coordinates_mm(np.float64) - centre
+    along = points @ d
+    across = np.linalg.norm(points - along[..., None] * d, axis=-1)
+    zone = (along / half_length) ** 2 + (across / radius) ** 2 <= 1.0
+    axes = zone_axes_mm(zone, grid, d)
+    # voxelised: extents within about two voxels of the continuous shape
+    assert axes["long_axis_mm"] == pytest.approx(2 * half_length, abs=2.2)
+    assert axes["short_axis_mm"] == pytest.approx(2 * radius, abs=2.2)
+
+
+def test_empty_zone_has_zero_axes():
+    grid = _grid()
+    axes = zone_axes_mm(np.zeros(grid.shape, bool), grid, np.array([1.0, 0.0, 0.0]))
+    assert axes == {"long_axis_mm": 0.0, "short_axis_mm": 0.0, "zone_volume_ml": 0.0}
