@@ -16,6 +16,7 @@ from insitu.errors import PhysicsError
 from insitu.physics import bioheat_verification as bv
 from insitu.physics.bioheat import (
     BioheatSolver,
+    PhaseChange,
     RobinBoundary,
     ThermalMedium,
     VesselBoundary,
@@ -411,3 +412,31 @@ def test_face_factors_place_a_held_wall_between_voxel_centres(theta):
     np.testing.assert_allclose(T[1, 1, 1:], exact, rtol=1e-6)
     with pytest.raises(PhysicsError, match="face factors"):
         BioheatSolver(med, face_factors=(fk, fj, fi[:, :, :-1]))
+
+
+def test_phase_change_band_absorbs_exactly_its_latent_heat():
+    """An insulated box heated uniformly: the temperature climbs at Q/(ρc), stalls in the 99–100 °C band until
+    the latent heat is absorbed, then climbs again; energy in = Σ ρc ΔT + latent heat, to float32 rounding: in the
+    band one float32 step of T (7.6e-6 K at 99 °C) holds 16 kJ/m³ of latent heat, 4 mK of sensible heat."""
+    shape = (4, 4, 4)
+    med = _uniform(shape)
+    latent = 2.162e9  # J/m³: 0.68 water fraction × 958 kg/m³ × 2.257 MJ/kg (Berjano-group value, recalled)
+    solver = BioheatSolver(med, phase_change=PhaseChange(latent, 99.0, 1.0))
+    q = np.full(shape, 5e7, np.float32)  # 5e7 W/m³ → 13 K/s sensible
+    T = np.full(shape, 90.0, np.float32)
+    rho_c = RHO * C
+    t_to_band = (99.0 - 90.0) * rho_c / 5e7
+    t_through = (latent + rho_c) / 5e7  # the band's 1 K also takes its sensible heat
+    duration = t_to_band + t_through + 0.5  # 0.5 s above the band
+    run = solver.advance(T, duration, source_w_m3=q)
+    expected = 100.0 + 0.5 * 5e7 / rho_c
+    assert run.time_s == pytest.approx(duration)
+    np.testing.assert_allclose(T, expected, atol=0.01)
+    # halfway through the band the temperature sits at 99.5 °C
+    T2 = np.full(shape, 90.0, np.float32)
+    BioheatSolver(med, phase_change=PhaseChange(latent, 99.0, 1.0)).advance(
+        T2, t_to_band + 0.5 * t_through, source_w_m3=q
+    )
+    np.testing.assert_allclose(T2, 99.5, atol=2e-3)
+    with pytest.raises(PhysicsError, match="phase-change band"):
+        BioheatSolver(med, phase_change=PhaseChange(latent, 99.0, 0.0))

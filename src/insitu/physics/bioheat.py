@@ -93,11 +93,32 @@ def _voxel(t, tkm, tkp, tjm, tjp, til, tir, gkm, gkp, gjm, gjp, gil, gir, r, w, 
     return dt * r * f
 
 
+@numba.njit(cache=True)
+def _through_band(t, d, r, latent, start, width):  # pragma: no cover
+    """New temperature when a voxel at ``t`` receives the sensible increment ``d`` (= energy × r, r = 1/(ρc)) and
+    absorbs ``latent`` J/m³ spread evenly over [start, start + width] °C (apparent heat capacity, exact in
+    energy: the enthalpy H(T) is piecewise linear and inverted piecewise, in float64)."""
+    if latent <= 0.0 or r <= 0.0 or (t < start and t + d < start):
+        return t + d
+    rb = 1.0 / (1.0 / r + latent / width)  # 1/(ρc) inside the band
+    top = width / rb  # enthalpy at the band's end, relative to its start
+    x = float(t) - start
+    h = x / r if x < 0.0 else (x / rb if x < width else top + (x - width) / r)
+    h += float(d) / r
+    if h < 0.0:
+        return start + h * r
+    if h < top:
+        return start + h * rb
+    return start + width + (h - top) * r
+
+
 @numba.njit(cache=True, fastmath=_FAST, inline="always")
 def _row(  # pragma: no cover
-    t0, tkm, tkp, tjm, tjp, gkm, gkp, gjm, gjp, gir, rr, ww, qr, o, dt, ta, til0, tirn, cr, hr, floor
+    t0, tkm, tkp, tjm, tjp, gkm, gkp, gjm, gjp, gir, rr, ww, qr, o, dt, ta, til0, tirn, cr, hr, floor, lr, ps, pw
 ):
     """Step one i row into ``o``; ``qr`` (source row), ``cr`` (carry row), ``hr`` (ΔT² lanes) may be None.
+
+    ``lr`` (optional): latent heat (J/m³) of each voxel, absorbed over [``ps``, ``ps`` + ``pw``] °C.
 
     Returns how many new values exceed ``floor`` (an integer sum keeps the loop vectorised). The
     interior loop is written out so LLVM vectorises it; the two i edges take the box faces' ambient
@@ -119,6 +140,8 @@ def _row(  # pragma: no cover
         if qr is not None:
             f += qr[i]
         d = dt * rr[i] * f
+        if lr is not None:
+            d = np.float32(_through_band(t, d, rr[i], lr[i], ps, pw) - t)
         if cr is not None:
             y = d + cr[i]
             tn = t + y
@@ -141,6 +164,8 @@ def _row(  # pragma: no cover
             t, tkm[i], tkp[i], tjm[i], tjp[i], til, tir,
             gkm[i], gkp[i], gjm[i], gjp[i], gir[i], gir[i + 1], rr[i], ww[i], qq, dt, ta,
         )  # fmt: skip
+        if lr is not None:
+            d = np.float32(_through_band(t, d, rr[i], lr[i], ps, pw) - t)
         if cr is not None:
             y = d + cr[i]
             tn = t + y
@@ -158,7 +183,7 @@ def _row(  # pragma: no cover
 
 @numba.njit(parallel=True, cache=True, fastmath=_FAST)
 def _step_kernel(
-    T, out, gi, gj, gk, irc, w, q, q_rows, dt, ta, amb_k, amb_j, amb_i, peak, peak_floor, chg, carry
+    T, out, gi, gj, gk, irc, w, q, q_rows, dt, ta, amb_k, amb_j, amb_i, peak, peak_floor, chg, carry, lat, ps, pw
 ):  # pragma: no cover
     """One explicit step ``T → out``. ``q``, ``peak``, ``chg`` and ``carry`` may be None (compiled away).
 
@@ -184,17 +209,18 @@ def _step_kernel(
             tjm = T[k, j - 1] if j > 0 else amb_j[0, k]
             tjp = T[k, j + 1] if j < nj - 1 else amb_j[1, k]
             cr = None if carry is None else carry[k, j]
+            lr = None if lat is None else lat[k, j]
             floor = np.float32(np.inf) if peak is None else peak_floor[k, j]
             o = out[k, j]
             if q is not None and q_rows[k, j]:
                 rising = _row(
                     T[k, j], tkm, tkp, tjm, tjp, gk[k, j], gk[k + 1, j], gj[k, j], gj[k, j + 1], gi[k, j], irc[k, j],
-                    w[k, j], q[k, j], o, dt, ta, amb_i[0, k, j], amb_i[1, k, j], cr, hr, floor,
+                    w[k, j], q[k, j], o, dt, ta, amb_i[0, k, j], amb_i[1, k, j], cr, hr, floor, lr, ps, pw,
                 )  # fmt: skip
             else:
                 rising = _row(
                     T[k, j], tkm, tkp, tjm, tjp, gk[k, j], gk[k + 1, j], gj[k, j], gj[k, j + 1], gi[k, j], irc[k, j],
-                    w[k, j], None, o, dt, ta, amb_i[0, k, j], amb_i[1, k, j], cr, hr, floor,
+                    w[k, j], None, o, dt, ta, amb_i[0, k, j], amb_i[1, k, j], cr, hr, floor, lr, ps, pw,
                 )  # fmt: skip
             if peak is not None and rising > 0:
                 pr = peak[k, j]
@@ -625,6 +651,20 @@ class ThermalRun:
     wall_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class PhaseChange:
+    """Latent heat absorbed (released on the way back) evenly over [start_c, start_c + width_k]: tissue water
+    vaporising near 100 °C in RF ablation, or freezing in cryoablation (a negative band below 0 °C).
+
+    ``latent_heat_j_m3``: per voxel volume or scalar, J per m³ of tissue (water mass fraction × water
+    density × latent heat). The explicit update stays exact in energy (piecewise-linear enthalpy).
+    """
+
+    latent_heat_j_m3: float | np.ndarray
+    start_c: float
+    width_k: float
+
+
 # -------------------------------------------------------------------------------------- the solver
 class BioheatSolver:
     """Explicit finite-volume Pennes solver on one grid; see the module docstring for the scheme.
@@ -644,6 +684,8 @@ class BioheatSolver:
         fraction of the stability bound used by the automatic step.
     refresh_every_steps, refresh_delta_k:
         cadence of coefficient refreshes (temperature-dependent k/c, perfusion factor).
+    phase_change:
+        optional :class:`PhaseChange` (latent heat over a temperature band).
     face_factors:
         optional multipliers of the k, j and i face conductances (1/θ on faces to a held surface θ·h
         away: sub-voxel placement of a cooled wall). The stable step accounts for them.
@@ -668,6 +710,7 @@ class BioheatSolver:
         refresh_delta_k: float = 1.0,
         compensated: bool = False,
         face_factors: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        phase_change: PhaseChange | None = None,
     ) -> None:
         if not isinstance(medium, ThermalMedium):
             raise PhysicsError("medium is not a ThermalMedium", "build one with ThermalMedium(...)")
@@ -677,6 +720,9 @@ class BioheatSolver:
             raise PhysicsError("refresh cadence must be ≥ 1 step and > 0 K", "use the defaults (10 steps, 1 K)")
         self.medium = medium
         self._face_factors = self._check_face_factors(face_factors, medium.shape)
+        self._latent, self._band_start_c, self._band_width_k = self._check_phase_change(phase_change, medium.shape)
+        if phase_change is not None and compensated:
+            raise PhysicsError("the compensated update does not support phase change", "use one or the other")
         self.safety = float(safety)
         self.refresh_every_steps = int(refresh_every_steps)
         self.refresh_delta_k = float(refresh_delta_k)
@@ -787,6 +833,20 @@ class BioheatSolver:
         self.update_coefficients()
 
     # ------------------------------------------------------------------ set-up helpers
+    @staticmethod
+    def _check_phase_change(change: PhaseChange | None, shape) -> tuple[np.ndarray | None, float, float]:
+        """(per-voxel latent heat or None, band start, band width) for the kernel."""
+        if change is None:
+            return None, 0.0, 1.0
+        latent = np.ascontiguousarray(np.broadcast_to(change.latent_heat_j_m3, shape), dtype=np.float32)
+        if not np.all(np.isfinite(latent)) or float(latent.min()) < 0.0:
+            raise PhysicsError("latent heat must be finite and ≥ 0", "give J/m³ per voxel (0 where none)")
+        if not (math.isfinite(change.start_c) and change.width_k > 0 and math.isfinite(change.width_k)):
+            raise PhysicsError(
+                f"phase-change band {change.start_c} °C + {change.width_k} K is not a band", "give width_k > 0"
+            )
+        return latent, float(change.start_c), float(change.width_k)
+
     @staticmethod
     def _check_face_factors(factors: Any, shape: tuple[int, int, int]) -> tuple[np.ndarray, ...] | None:
         """Per-face multipliers (k, j, i faces; layout (nk+1, nj, ni), (nk, nj+1, ni), (nk, nj, ni+1)), e.g. 1/θ
@@ -997,7 +1057,7 @@ class BioheatSolver:
         _step_kernel(
             cur, nxt, self._gi, self._gj, self._gk, self._irc, self._w, q, self._q_rows, np.float32(dt),
             np.float32(self.medium.arterial_temperature_c), self._amb_k, self._amb_j, self._amb_i, peak,
-            self._peak_floor, self._chg, self._carry,
+            self._peak_floor, self._chg, self._carry, self._latent, self._band_start_c, self._band_width_k,
         )  # fmt: skip
         self._since_refresh += 1
         if self._chg is not None:

@@ -46,6 +46,7 @@ _COARSEST_SWEEPS = 20  # symmetric Gauss–Seidel sweeps when the coarsest level
 _BALANCE_TOLERANCE = 1e-6  # |Σ b| / Σ |b| allowed on a region with no Dirichlet voxel and no reaction
 
 Method = Literal["pcg", "v", "w"]
+FaceFactors = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 # --------------------------------------------------------------------------------------------
@@ -638,7 +639,8 @@ class EllipticOperator:
     (dz, dy, dx) in metres. Voxels in ``dirichlet_mask`` are held at ``dirichlet_value`` (scalar or
     volume, read only on the mask); every other outer face is zero-flux. A voxel with a = 0 and c = 0
     and no coupled neighbour has no equation; solutions leave it at its initial value (0 by default).
-    ``shape`` is needed only when every other argument is a scalar.
+    ``shape`` is needed only when every other argument is a scalar. ``face_factors`` (fz, fy, fx) optionally
+    scale the face conductances (see :meth:`update`).
     """
 
     def __init__(
@@ -649,6 +651,7 @@ class EllipticOperator:
         dirichlet_mask: np.ndarray | None = None,
         dirichlet_value: np.ndarray | float | None = None,
         shape: tuple[int, int, int] | None = None,
+        face_factors: FaceFactors | None = None,
     ) -> None:
         try:
             spacing = np.asarray(spacing_m, dtype=float).reshape(-1)
@@ -685,7 +688,8 @@ class EllipticOperator:
         self.n_floating = 0
         self._c: np.ndarray | float = 0.0
         self._pattern: tuple[np.ndarray, object] | None = None  # where a > 0, and c, when labels were last found
-        self.update(coefficient, reaction, 0.0 if dirichlet_value is None else dirichlet_value)
+        self.face_factors: FaceFactors | None = None  # multipliers of tz, ty, tx (sub-voxel boundaries)
+        self.update(coefficient, reaction, 0.0 if dirichlet_value is None else dirichlet_value, face_factors)
 
     @staticmethod
     def _infer_shape(shape, *fields) -> tuple[int, int, int]:
@@ -713,9 +717,15 @@ class EllipticOperator:
         coefficient: np.ndarray | float,
         reaction: np.ndarray | float | None = None,
         dirichlet_value: np.ndarray | float | None = None,
+        face_factors: FaceFactors | None = None,
     ) -> None:
-        """Rediscretise in place for a new a (and optionally c or held values) on the same grid and mask."""
+        """Rediscretise in place for a new a (and optionally c, held values or face factors) on the same grid and
+        mask. ``face_factors`` (fz, fy, fx), in the layout of tz, ty, tx, multiply the face conductances before the
+        leaks and diagonals are formed: a face to a held voxel whose true surface lies θ·h from the free voxel's
+        centre gets factor 1/θ (Shortley–Weller). None keeps the factors given before (none: all 1)."""
         n = self.shape
+        if face_factors is not None:
+            self.face_factors = self._check_face_factors(face_factors)
         a32 = _float32_field(_as_field(coefficient, n, "coefficient"), n)
         if reaction is not None:
             c = _as_field(reaction, n, "reaction")
@@ -727,6 +737,9 @@ class EllipticOperator:
             self.dirichlet_value[...] = 0.0
             np.copyto(self.dirichlet_value, g, where=self.fixed, casting="unsafe")
         _faces(a32, *self.spacing_m, self.tz, self.ty, self.tx)
+        if self.face_factors is not None:
+            for t, f in zip((self.tz, self.ty, self.tx), self.face_factors, strict=True):
+                np.multiply(t, f, out=t)
         bad = _cells(
             a32,
             self._c,
@@ -749,6 +762,22 @@ class EllipticOperator:
         if self.has_dirichlet:
             _cut_held_faces(self.fixed, self.tz, self.ty, self.tx)
         self._find_floating(a32)
+
+    def _check_face_factors(self, face_factors: FaceFactors) -> FaceFactors:
+        """Three float32 arrays in the face layout (nk+1, nj, ni), (nk, nj+1, ni), (nk, nj, ni+1), finite and ≥ 0."""
+        nk, nj, ni = self.shape
+        shapes = ((nk + 1, nj, ni), (nk, nj + 1, ni), (nk, nj, ni + 1))
+        if len(face_factors) != 3:
+            raise PhysicsError(f"face_factors has {len(face_factors)} arrays", "give (fz, fy, fx)")
+        out = []
+        for name, f, want in zip(("fz", "fy", "fx"), face_factors, shapes, strict=True):
+            arr = np.ascontiguousarray(f, dtype=np.float32)
+            if arr.shape != want:
+                raise PhysicsError(f"face factor {name} has shape {arr.shape}, not {want}", "use the face layout")
+            if not (math.isfinite(float(arr.sum(dtype=np.float64))) and arr.min() >= 0.0):
+                raise PhysicsError(f"face factor {name} has negative or non-finite values", "give finite factors ≥ 0")
+            out.append(arr)
+        return (out[0], out[1], out[2])
 
     def _find_floating(self, a32: np.ndarray) -> None:
         """Label regions tied to no Dirichlet voxel and no reaction: there u is defined only up to a constant."""
@@ -1047,10 +1076,11 @@ class MultigridSolver:
         coefficient: np.ndarray | float,
         reaction: np.ndarray | float | None = None,
         dirichlet_value: np.ndarray | float | None = None,
+        face_factors: FaceFactors | None = None,
     ) -> None:
-        """New a (and optionally c or held values) on the same grid and mask, e.g. after tissue heated; every
-        buffer is reused. Follow with ``solve(rhs, x0=previous)`` for a warm start."""
-        self.operator.update(coefficient, reaction, dirichlet_value)
+        """New a (and optionally c, held values or face factors) on the same grid and mask, e.g. after tissue heated;
+        every buffer is reused. Follow with ``solve(rhs, x0=previous)`` for a warm start."""
+        self.operator.update(coefficient, reaction, dirichlet_value, face_factors)
         self._refresh_hierarchy()
 
     # ---- the cycle ------------------------------------------------------------------------

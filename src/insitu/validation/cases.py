@@ -165,6 +165,13 @@ def thermal_bioheat() -> list[Row]:
     return _rows_from(verification_cases())
 
 
+def electric() -> list[Row]:
+    """V3 and IN-RF: the RF potential solver on the exact spherical electrode and a coaxial pair, with orders."""
+    from insitu.physics.electric_verification import rows
+
+    return _rows_from(rows(True))
+
+
 def _electrode_problem(n: int, box_mm: float = 40.0, radius_mm: float = 2.0):
     """Sphere of radius a held at 1 V in a box whose outer layer holds the exact V = a/r (thermal.md §5.4-5)."""
     h = box_mm / n * 1e-3
@@ -239,4 +246,5 @@ CASES: list[Callable[[], list[Row]]] = [
     thermal_damage,
     thermal_bioheat,
     multigrid,
+    electric,
 ]
