@@ -130,6 +130,16 @@ def test_demo_writes_patient_figure_and_summary(tmp_path, run_cli):
     summary = json.loads((demo / "summary.json").read_text())
     assert summary["structures"]["liver"] > 1000
     assert (demo / "patient" / "structures.yaml").exists()
+    # the RF ablation of the tumour: zone, axes, coverage, generator curves and the figure
+    rfa = summary["rfa"]["metrics"]
+    assert "RFA" in out and "roll-offs" in out
+    assert rfa["long_axis_mm"] > rfa["short_axis_mm"] > 10.0
+    assert 0.0 < rfa["coverage_tumor_1"] <= 1.0 and rfa["delivered_energy_j"] > 1000.0
+    figure = (demo / "rfa_ablation.png").read_bytes()
+    assert figure[:8] == b"\x89PNG\r\n\x1a\n" and len(figure) > 50_000
+    steps = json.loads((demo / "rfa" / "summary.json").read_text())["steps"]
+    assert len(steps[0]["curves"]["power_w"]) > 100
+    assert (demo / "rfa" / "step1_ablation_zone.nii.gz").exists()
 
 
 def test_listing_commands(run_cli):

@@ -286,17 +286,39 @@ def demo(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     spacing_mm: Annotated[float, typer.Option(help="voxel spacing (mm)")] = 1.0,
 ) -> None:
-    """Build the phantom, write it, render orthogonal slices with overlays and print a summary."""
+    """Build the phantom, ablate its tumour with one RF electrode (12 min, impedance control), write the patient,
+    the result volumes and figures, and print a summary."""
+    from insitu.demo import demo_plan
     from insitu.io.atomic import atomic_directory
     from insitu.io.patient_folder import save_patient
+    from insitu.io.results import write_outcome
     from insitu.patient.phantom import PhantomSpec, make_phantom
+    from insitu.report.ablation_figure import render_ablation
     from insitu.report.figures import render_orthogonal_slices
+    from insitu.simulation import simulate
 
     t0 = time.perf_counter()
     _check_output_parent(out)
     with _progress_bar() as bar:
         patient = make_phantom(PhantomSpec(spacing_mm=spacing_mm, seed=seed), progress=_RichProgress(bar))
+        plan, approach = demo_plan(patient)
+        outcome = simulate(plan, patient, progress=_RichProgress(bar))
+    rfa = outcome.steps[0]
     with atomic_directory(out) as tmp:
+        write_outcome(outcome, tmp / "rfa")
+        step = plan.steps[0]
+        render_ablation(
+            patient,
+            tmp / "rfa_ablation.png",
+            rfa.fields["ablation_zone"],
+            rfa.fields["max_temperature_c"],
+            center_mm=patient.targets[0].centroid_mm,
+            target=patient.targets[0].name,
+            curves=rfa.curves,
+            title=f"RFA: {step.device}, {approach} approach, 12 min impedance-controlled — "
+            f"zone {rfa.metrics['long_axis_mm']:.0f} × {rfa.metrics['short_axis_mm']:.0f} mm, "
+            f"tumour coverage {100 * rfa.metrics[f'coverage_{patient.targets[0].name}']:.0f} %",
+        )
         save_patient(patient, tmp / "patient")
         tumor = patient.targets[0]
         figure = render_orthogonal_slices(
@@ -313,6 +335,13 @@ def demo(
             "structures": {s.name: round(s.volume_ml, 2) for s in patient.structures.values()},
             "tumors": patient.metadata["tumors"],
             "trees": {name: tree.statistics() for name, tree in patient.trees.items()},
+            "rfa": {
+                "plan": plan.model_dump(mode="json"),
+                "approach": approach,
+                "results": "rfa/",
+                "figure": "rfa_ablation.png",
+                "metrics": rfa.metrics,
+            },
             "seconds": round(time.perf_counter() - t0, 2),
         }
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
@@ -330,6 +359,18 @@ def demo(
             f"  {name}: {stats['n_terminals']} terminals, "
             f"radius {stats['radius_max_mm']:.1f} → {stats['radius_min_mm']:.2f} mm"
         )
+    m = rfa.metrics
+    tip = plan.steps[0].placement.tip_mm
+    console.print(
+        f"  RFA ({plan.steps[0].device}, {approach} approach, tip at {tuple(round(v) for v in tip)} mm, 12 min): "
+        f"zone {m['long_axis_mm']:.0f} × {m['short_axis_mm']:.0f} mm (along × across the electrode), "
+        f"{m['zone_volume_ml']:.1f} mL; tumour coverage {100 * m[f'coverage_{tumor.name}']:.0f} %"
+    )
+    console.print(
+        f"  generator: {m['delivered_energy_j'] / 1e3:.1f} kJ, mean {m['mean_power_w']:.0f} W, "
+        f"{m['initial_impedance_ohm']:.0f} → {m['final_impedance_ohm']:.0f} Ω, {m['rolloffs']:.0f} roll-offs; "
+        f"figure: {out}/rfa_ablation.png"
+    )
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from insitu.errors import InputFileError, PlanError, RegistryError
+from insitu.errors import InputFileError, InsituError, PlanError, RegistryError
 
 Point3 = tuple[float, float, float]
 
@@ -84,6 +84,12 @@ class Step(_Strict):
         if protocol_model is not None:
             validated = protocol_model.model_validate(self.protocol)
             object.__setattr__(self, "protocol", validated.model_dump())
+        check_step = getattr(therapy, "check_step", None)  # device and protocol together (e.g. the generator)
+        if check_step is not None:
+            try:
+                check_step(self)
+            except InsituError as exc:
+                raise ValueError(str(exc)) from None
         return self
 
 

@@ -139,7 +139,10 @@ _THERAPIES: list[tuple[str, str, str, str]] = [
 ]
 
 # Therapies that exist in this version: name → "module:attribute" of their apply function.
-_AVAILABLE_THERAPIES: dict[str, str] = {"prescribed_source": "insitu.therapies.prescribed_source"}
+_AVAILABLE_THERAPIES: dict[str, str] = {
+    "prescribed_source": "insitu.therapies.prescribed_source",
+    "rfa": "insitu.therapies.rfa",
+}
 
 
 @cache

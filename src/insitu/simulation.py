@@ -42,7 +42,15 @@ class StepResult:
     fields: dict[str, np.ndarray] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        return {"index": self.index, "therapy": self.therapy, "label": self.label, "metrics": self.metrics}
+        summary: dict[str, Any] = {
+            "index": self.index,
+            "therapy": self.therapy,
+            "label": self.label,
+            "metrics": self.metrics,
+        }
+        if self.curves:
+            summary["curves"] = self.curves
+        return summary
 
 
 @dataclass

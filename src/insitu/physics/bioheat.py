@@ -126,6 +126,7 @@ def _row(  # pragma: no cover
     """
     ni = t0.shape[0]
     rising = 0
+    banded = 0
     for i in range(1, ni - 1):
         t = t0[i]
         f = (
@@ -140,8 +141,10 @@ def _row(  # pragma: no cover
         if qr is not None:
             f += qr[i]
         d = dt * rr[i] * f
+        in_band = False
         if lr is not None:
-            d = np.float32(_through_band(t, d, rr[i], lr[i], ps, pw) - t)
+            in_band = (t >= ps) | (t + d >= ps)
+            banded += in_band  # fixed up after the loop, which stays vectorised
         if cr is not None:
             y = d + cr[i]
             tn = t + y
@@ -151,7 +154,7 @@ def _row(  # pragma: no cover
         o[i] = tn
         rising += tn > floor
         if hr is not None:
-            d2 = d * d
+            d2 = np.float32(0.0) if in_band else d * d  # banded voxels record their true change in the fix-up
             c = hr[i]
             hr[i] = c if c >= d2 else d2
     for e in range(2 if ni > 1 else 1):  # the i edges (one voxel when ni == 1)
@@ -178,6 +181,17 @@ def _row(  # pragma: no cover
             d2 = d * d
             c = hr[i]
             hr[i] = c if c >= d2 else d2
+    if lr is not None and banded > 0:  # voxels at or entering the latent band: redo them through the enthalpy
+        for i in range(1, ni - 1):
+            t = t0[i]
+            tn = o[i]
+            if t >= ps or tn >= ps:
+                tb = np.float32(_through_band(t, tn - t, rr[i], lr[i], ps, pw))
+                o[i] = tb
+                rising += (tb > floor) - (tn > floor)
+                if hr is not None:
+                    d2 = (tb - t) * (tb - t)
+                    hr[i] = hr[i] if hr[i] >= d2 else d2
     return rising
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from insitu.grid import Grid
-from insitu.physics.bioheat import BioheatSolver, RobinBoundary, ThermalMedium
+from insitu.physics.bioheat import BioheatSolver, PhaseChange, RobinBoundary, ThermalMedium
 from insitu.physics.damage import DamageAccumulator
 from insitu.simulation import StepContext, StepResult
 from insitu.state import TissueState
@@ -94,6 +94,7 @@ class ThermalRegion:
     elapsed_s: float = 0.0
     steps: int = 0
     dt_s: float = 0.0
+    source_energy_j: float = 0.0  # ∫ Σ Q·V dt the solver deposited
 
     @property
     def spacing_m(self) -> tuple[float, float, float]:
@@ -118,6 +119,7 @@ class ThermalRegion:
         )
         self.elapsed_s += duration_s
         self.steps += run.steps
+        self.source_energy_j += run.source_energy_j
         self.dt_s = run.dt_s
 
 
@@ -130,6 +132,7 @@ def open_thermal_region(
     dirichlet_mask: np.ndarray | None = None,
     dirichlet_temperature_c: float | np.ndarray | None = None,
     face_factors: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    phase_change: PhaseChange | None = None,
 ) -> ThermalRegion:
     """Build the thermal problem on ``sub`` (a crop of the state's grid); Dirichlet arrays and face factors (see
     :class:`BioheatSolver`) live on ``sub``."""
@@ -147,6 +150,7 @@ def open_thermal_region(
         dirichlet_temperature_c=dirichlet_temperature_c,
         robin=robin,
         face_factors=face_factors,
+        phase_change=phase_change,
     )
     damage = DamageAccumulator(sub.shape, models=_damage_models(context.plan.damage_model))
     damage.load({name: values[slices] for name, values in state.damage.items()})

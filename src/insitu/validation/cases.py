@@ -172,6 +172,43 @@ def electric() -> list[Row]:
     return _rows_from(rows(True))
 
 
+def rfa_published() -> list[Row]:
+    """V6, V7 (Lee 2009) and V8 (Huang 2012): cooled-electrode RF ablations, 12 min, impedance-controlled, 1 mm."""
+    from insitu.validation import rfa_cases as rc
+
+    criterion = rc.WHITE_ZONE_CRITERION
+    rows = []
+    v6 = rc.run_block(rc.v6_setup(), damage_model=criterion).metrics
+    rows += rc.size_rows("V6", v6, rc.V6_PUBLISHED, "2 cm tip, in vivo, 12 min")
+    v7 = rc.run_block(rc.v7_setup(), damage_model=criterion).metrics
+    rows += rc.size_rows("V7", v7, rc.V7_PUBLISHED, "2 cm tip, ex vivo 21 °C, 12 min")
+    sads = {}
+    for flow in (10.0, 20.0, 30.0, 40.0, 50.0):
+        sads[flow] = rc.run_block(rc.v8_setup(flow), damage_model=criterion).metrics["short_axis_mm"]
+        rows.append(
+            Row.within(
+                "V8",
+                f"short axis (mm) at portal flow {flow:g} mL/min/100 g, 3 cm tip",
+                sads[flow],
+                rc.v8_published_sad_mm(flow),
+                rc.V8_SAD_TOLERANCE_MM / rc.v8_published_sad_mm(flow),
+                "Huang/Dodd et al. Acad Radiol 2012;19(8): SAD = 3.925 − 0.044·flow (cm) [S40]; ±3 mm",
+            )
+        )
+    slope, tolerance = rc.V8_SLOPE_MM_PER_10
+    rows.append(
+        Row.in_range(
+            "V8",
+            "slope of short axis vs perfusion (mm per 10 mL/min/100 g)",
+            rc.v8_slope(sads),
+            slope - tolerance,
+            slope + tolerance,
+            "Huang/Dodd 2012 [S40]: −4.4 ± 0.4 mm per 10 units (±2 SE)",
+        )
+    )
+    return rows
+
+
 def _electrode_problem(n: int, box_mm: float = 40.0, radius_mm: float = 2.0):
     """Sphere of radius a held at 1 V in a box whose outer layer holds the exact V = a/r (thermal.md §5.4-5)."""
     h = box_mm / n * 1e-3
@@ -247,4 +284,5 @@ CASES: list[Callable[[], list[Row]]] = [
     thermal_bioheat,
     multigrid,
     electric,
+    rfa_published,
 ]
