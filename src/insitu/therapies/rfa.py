@@ -68,6 +68,12 @@ class RFAProtocol(BaseModel):
     )
     potential_update_s: float = Field(default=DEFAULT_POTENTIAL_UPDATE_S, gt=0.0, le=120.0)
     roll_deg: float = Field(default=0.0, ge=-360.0, le=360.0, description="rotation of the device about its axis")
+    region_margin_mm: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=500.0,
+        description="simulated region around the electrode (default: 4 diffusion lengths)",
+    )
 
 
 protocol_model = RFAProtocol
@@ -219,7 +225,7 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
     reach_mm = max(s.radius_m for s in world_segments) * 1e3
     active = _active_mask(state.grid, np.vstack([conducting - reach_mm, conducting + reach_mm]))
     total_s = protocol.duration_s + protocol.cooldown_s
-    sub, slices = thermal_crop(state, context, active, total_s)
+    sub, slices = thermal_crop(state, context, active, total_s, protocol.region_margin_mm)
 
     # metal on the sub-grid's physics frame
     tip_m = _to_physics_frame(sub, tip_mm)
@@ -356,6 +362,8 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
             "electric_box_energy_j": box_energy_j,
             "far_field_resistance_ohm": far_ohm,
             "line_electrode_segments": float(thin),
+            "thermal_voxels": float(np.prod(sub.shape)),
+            "electric_voxels": float(np.prod(e_shape)),
             "mean_power_w": log.energy_j / protocol.duration_s,
             "initial_impedance_ohm": log.impedance_ohm[0] if log.impedance_ohm else float("nan"),
             "final_impedance_ohm": log.impedance_ohm[-1] if log.impedance_ohm else float("nan"),

@@ -5,7 +5,8 @@ into SI property volumes, crops the grid to the region the heat can reach (the r
 in the step's duration), runs the bioheat solver with the damage accumulator alongside, and writes
 temperature, damage and perfusion shut-down back into a new state. Air and gas are an ambient
 medium (held at body temperature, film coefficient ``GAS_FILM_W_M2K``), not conducting voxels, so
-they never limit the explicit time step.
+they never limit the explicit time step. The patient's large vessels (local diameter ≥ 3 mm, therapies/vessels.py)
+are heat sinks: blood held at body temperature behind the wall coefficient h = Nu·k_b/D.
 """
 
 from __future__ import annotations
@@ -15,19 +16,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from insitu.errors import GridError
 from insitu.grid import Grid
-from insitu.physics.bioheat import BioheatSolver, PhaseChange, RobinBoundary, ThermalMedium
+from insitu.physics.bioheat import BioheatSolver, PhaseChange, RobinBoundary, ThermalMedium, VesselBoundary
 from insitu.physics.damage import DamageAccumulator
 from insitu.simulation import StepContext, StepResult
 from insitu.state import TissueState
+from insitu.therapies.vessels import large_vessels
 
 # Natural convection at a skin–air or tissue–gas interface: h ≈ 5–10 W m⁻² K⁻¹ (standard
 # heat-transfer textbook range for free convection in air, e.g. Incropera & DeWitt, Fundamentals of
 # Heat and Mass Transfer, Table 1.1: 2–25) — recalled; small against tissue conduction at 1 mm.
 GAS_FILM_W_M2K = 10.0
-# Heat cannot travel much beyond a few diffusion lengths sqrt(α t) during a step; the crop keeps
-# CROP_DIFFUSION_LENGTHS of them (and at least CROP_MIN_MARGIN_MM) around the source and held regions.
-CROP_DIFFUSION_LENGTHS = 6.0
+# Heat cannot travel much beyond a few diffusion lengths L = sqrt(α t) during a step; the crop keeps
+# CROP_DIFFUSION_LENGTHS of them (and at least CROP_MIN_MARGIN_MM) around the source and held regions, where the
+# box faces are held at body temperature. A heated region's rise reaches 4L out as erfc(4/2) = 0.5 % of its edge
+# value (≈ 0.3 K from a 60 K edge): far below any damage threshold, and 6L would cost ~3× the voxels.
+CROP_DIFFUSION_LENGTHS = 4.0
 CROP_MIN_MARGIN_MM = 15.0
 ABLATION_FIELD = "ablation_zone"
 
@@ -57,19 +62,38 @@ def _medium(state: TissueState, context: StepContext, slices: tuple[slice, ...],
     )
 
 
-def thermal_crop(state: TissueState, context: StepContext, active: np.ndarray, duration_s: float):
+def thermal_crop(
+    state: TissueState, context: StepContext, active: np.ndarray, duration_s: float, margin_mm: float | None = None
+):
     """The sub-grid (and its slices) the heat of a ``duration_s`` step around ``active`` voxels can reach.
 
-    The fastest-diffusing tissue of the library (air excluded: it is an ambient medium) sets the margin.
+    The fastest-diffusing tissue inside the crop (air excluded: it is an ambient medium) sets the margin: start
+    from the tissues of the active region and widen until the crop holds no faster tissue (lung, say).
+    ``margin_mm`` overrides the margin (a larger region for checks, a smaller one for speed).
     """
+    if margin_mm is not None:
+        return state.grid.crop_to_mask(active, margin_mm=margin_mm)
     library = context.library
     air = library.index_of("air")
     diffusivity = library.property_table("thermal_conductivity_w_m_k") / (
         library.property_table("density_kg_m3") * library.property_table("specific_heat_j_kg_k")
     )
-    alpha = float(np.max(np.delete(diffusivity, air)))
-    margin_mm = max(CROP_MIN_MARGIN_MM, 1e3 * CROP_DIFFUSION_LENGTHS * math.sqrt(alpha * duration_s))
-    return state.grid.crop_to_mask(active, margin_mm=margin_mm)
+    diffusivity[air] = 0.0
+
+    def fastest(index: np.ndarray) -> float:
+        present = np.bincount(index.ravel(), minlength=diffusivity.size)[: diffusivity.size] > 0
+        return float(np.max(diffusivity[present], initial=0.0))
+
+    sub, slices = state.grid.crop_to_mask(active, margin_mm=0.0)
+    alpha = fastest(state.tissue_index[slices])
+    for _ in range(len(diffusivity)):  # each pass can only add faster tissues: it stops
+        margin_mm = max(CROP_MIN_MARGIN_MM, 1e3 * CROP_DIFFUSION_LENGTHS * math.sqrt(alpha * duration_s))
+        sub, slices = state.grid.crop_to_mask(active, margin_mm=margin_mm)
+        widened = fastest(state.tissue_index[slices])
+        if widened <= alpha:
+            break
+        alpha = widened
+    return sub, slices
 
 
 @dataclass
@@ -133,15 +157,22 @@ def open_thermal_region(
     dirichlet_temperature_c: float | np.ndarray | None = None,
     face_factors: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     phase_change: PhaseChange | None = None,
+    vessels: bool = True,
 ) -> ThermalRegion:
     """Build the thermal problem on ``sub`` (a crop of the state's grid); Dirichlet arrays and face factors (see
-    :class:`BioheatSolver`) live on ``sub``."""
+    :class:`BioheatSolver`) live on ``sub``. With ``vessels`` the patient's large vessels are heat sinks (a held
+    Dirichlet voxel stays held)."""
     library = context.library
     air = library.index_of("air")
     spacing_m = tuple(s * 1e-3 for s in sub.spacing_kji_mm)
     medium = _medium(state, context, slices, spacing_m)
     gas = state.tissue_index[slices] == air
-    robin = [RobinBoundary(h_w_m2k=math.inf, ambient_c=state.body_temperature_c, box_faces=("all",))]
+    # the crop's faces are a truncation 4 diffusion lengths out: body temperature one cell beyond them
+    # (h = 2k/Δ gives the face the conductance of an interior face; h = ∞, at the face itself, would double it
+    # and cut the stable step by a third at the box corners)
+    k = medium.conductivity_w_mk
+    truncation_h = 2.0 * float(np.min(k[k > 0], initial=0.5)) / max(spacing_m)
+    robin = [RobinBoundary(h_w_m2k=truncation_h, ambient_c=state.body_temperature_c, box_faces=("all",))]
     if gas.any():
         robin.append(RobinBoundary(h_w_m2k=GAS_FILM_W_M2K, ambient_c=state.body_temperature_c, mask=gas))
     solver = BioheatSolver(
@@ -149,6 +180,7 @@ def open_thermal_region(
         dirichlet_mask=dirichlet_mask,
         dirichlet_temperature_c=dirichlet_temperature_c,
         robin=robin,
+        vessels=_vessel_boundary(state, context, slices) if vessels else None,
         face_factors=face_factors,
         phase_change=phase_change,
     )
@@ -168,6 +200,21 @@ def open_thermal_region(
         peak_c=temperature.copy(),
         planned_s=planned_s,
     )
+
+
+def _vessel_boundary(state: TissueState, context: StepContext, slices: tuple[slice, ...]) -> VesselBoundary | None:
+    """The patient's large vessels on the crop: blood at body temperature behind h = Nu·k_b/D (None when none)."""
+    structures = context.patient.structures.values()
+    for structure in structures:
+        if structure.mask.shape != state.grid.shape:
+            raise GridError(
+                f"structure {structure.name!r} has shape {structure.mask.shape}, the tissue state {state.grid.shape}",
+                "simulate the state of the same patient",
+            )
+    mask, diameter_mm = large_vessels(structures, slices)
+    if not mask.any():
+        return None
+    return VesselBoundary(mask, diameter_m=diameter_mm * 1e-3, temperature_c=state.body_temperature_c)
 
 
 def close_thermal_region(region: ThermalRegion, therapy: str) -> tuple[TissueState, StepResult]:

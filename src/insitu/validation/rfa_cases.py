@@ -40,6 +40,7 @@ class BlockSetup:
     generator: dict | None = None
     potential_update_s: float | None = None
     tip_offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    region_margin_mm: float | None = None
 
 
 def liver_block(half_size_mm: float, spacing_mm: float) -> Patient:
@@ -77,6 +78,8 @@ def block_step(setup: BlockSetup) -> Step:
         protocol["generator"] = setup.generator
     if setup.potential_update_s is not None:
         protocol["potential_update_s"] = setup.potential_update_s
+    if setup.region_margin_mm is not None:
+        protocol["region_margin_mm"] = setup.region_margin_mm
     return Step(
         therapy="rfa",
         device=setup.device,
