@@ -440,3 +440,57 @@ def test_phase_change_band_absorbs_exactly_its_latent_heat():
     np.testing.assert_allclose(T2, 99.5, atol=2e-3)
     with pytest.raises(PhysicsError, match="phase-change band"):
         BioheatSolver(med, phase_change=PhaseChange(latent, 99.0, 0.0))
+
+
+def test_local_refresh_keeps_every_voxel_within_the_refresh_bound():
+    """Between full refreshes k, c and the faces are refreshed only where the temperature moved (a box of lanes):
+    after a heated run, every face differs from a full refresh at the same field by at most what a_k·δ allows,
+    the heated region's faces are exact, and local refreshes did the work (fewer full ones)."""
+    shape = (16, 12, 20)
+    a_k, delta = 0.01, 1.0
+    med = _uniform(shape, perfusion=0.002, conductivity_coeff_1_k=a_k, specific_heat_coeff_1_k=-0.002)
+    fk = np.ones((shape[0] + 1, shape[1], shape[2]), np.float32)
+    fj = np.ones((shape[0], shape[1] + 1, shape[2]), np.float32)
+    fi = np.ones((shape[0], shape[1], shape[2] + 1), np.float32)
+    fi[:, :, 3] = 1.5  # face factors must be re-applied by the local refresh
+    solver = BioheatSolver(med, refresh_every_steps=50, refresh_delta_k=delta, face_factors=(fk, fj, fi))
+    q = np.zeros(shape, np.float32)
+    q[6:9, :, 8:11] = 2e7
+    T = np.full(shape, 37.0, np.float32)
+    solver.advance(T, 40 * solver.stable_time_step_s(), source_w_m3=q)
+    assert solver.local_refreshes > 5 and float(T.max()) > 45.0
+    local = [g.copy() for g in solver.face_conductances()]
+    irc_local = solver._irc.copy()
+    solver._fill(T, worst_case=False)  # a full refresh at the same field
+    for before, after in zip(local, solver.face_conductances(), strict=True):
+        conducting = after > 0
+        assert not np.any(before[~conducting])  # zero-flux box faces stay zero
+        relative = np.abs(before[conducting] / after[conducting] - 1.0)
+        assert float(relative.max()) <= 1.05 * a_k * delta  # no face more than δ stale
+    cold = BioheatSolver(med, face_factors=(fk, fj, fi)).face_conductances()[2]  # the faces at 37 °C
+    rise = float(T[6:8, :, 9].min()) - 37.0  # the face between cells 6 and 7
+    assert rise > 5.0
+    # the hot lanes were refreshed as they heated: their faces follow k(T), not k(37 °C)
+    assert np.all(local[2][7, :, 9] > cold[7, :, 9] * (1.0 + a_k * (rise - 2 * delta)))
+    assert float(np.abs(irc_local / solver._irc - 1.0).max()) <= 1.05 * 0.002 * delta
+    assert float(local[0][:, :, 3].max()) > 1.4 * float(local[0][:, :, 5].max())  # face factor kept
+
+
+def test_source_region_gives_the_same_run_and_rejects_a_source_outside_it():
+    """A local source scanned only inside ``source_region`` steps exactly as one scanned everywhere."""
+    shape = (10, 12, 14)
+    med = _uniform(shape, perfusion=0.004)
+    q = np.zeros(shape, np.float32)
+    q[4:6, 5:7, 3:11] = 4e6
+    region = (slice(3, 7), slice(4, 8), slice(2, 12))
+    runs = []
+    for kwargs in ({}, {"source_region": region}):
+        T = np.full(shape, 37.0, np.float32)
+        run = BioheatSolver(med).advance(T, 20.0, source_w_m3=lambda _t, _T: q, source_interval_s=1.0, **kwargs)
+        runs.append((T, run.source_energy_j))
+    assert np.array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1] == pytest.approx(runs[1][1], rel=1e-12)
+    T = np.full(shape, 37.0, np.float32)
+    with pytest.raises(PhysicsError, match="outside source_region"):
+        BioheatSolver(med).advance(T, 5.0, source_w_m3=q, source_region=(slice(0, 2), slice(None), slice(None)))
+    assert np.all(T == 37.0)  # nothing written

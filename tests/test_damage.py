@@ -429,3 +429,27 @@ def test_bad_input_raises_physics_error_and_changes_nothing():
         DamageAccumulator((2, 2, 2), within_step="midpoint")  # type: ignore[arg-type]
     with pytest.raises(PhysicsError, match="out="):
         acc.perfusion_factor(np.empty((2, 2, 2), np.float64))
+
+
+def test_start_field_from_the_caller_gives_the_same_damage():
+    """``update(T, dt, start_c=old)`` (the solver's other buffer) accumulates exactly what the accumulator's own
+    copy of the previous field gives, for every model."""
+    from insitu.physics.damage import DamageAccumulator
+
+    rng = np.random.default_rng(3)
+    shape = (6, 7, 9000 // 42)
+    fields = [np.full(shape, 37.0, np.float32)]
+    for _ in range(6):
+        fields.append((fields[-1] + rng.uniform(0.0, 9.0, shape)).astype(np.float32))
+    models = ("arrhenius:liver_comsol", "cem43", "three_state")
+    own, given = DamageAccumulator(shape, models=models), DamageAccumulator(shape, models=models)
+    own.observe(fields[0])
+    given.observe(fields[0])
+    for old, new in itertools.pairwise(fields):
+        own.update(new, 2.0)
+        given.update(new, 2.0, start_c=old)
+    for name, values in own.fields().items():
+        np.testing.assert_array_equal(values, given.fields()[name], err_msg=name)
+    assert float(own.fields()["arrhenius_omega_liver_comsol"].max()) > 1.0  # the fields did accumulate
+    with pytest.raises(PhysicsError, match="start_c"):
+        given.update(fields[-1], 1.0, start_c=fields[-1])

@@ -27,10 +27,11 @@ memory-bound and runs at the triad roofline. Boundary conditions cost nothing pe
 
 Temperature-dependent k and c follow ``x(T) = x37 · (1 + a_x (T − 37 °C))`` with T clipped to
 ``ThermalMedium.property_range_c``. They are not re-evaluated every step (a refresh re-reads k, c
-and rebuilds the face conductances, about one step's memory traffic): the solver refreshes after
-``refresh_every_steps`` steps, or earlier once the running sum of the per-step maximum |ΔT| since
-the last refresh exceeds ``refresh_delta_k`` (an upper bound on how far any voxel moved). The
-perfusion factor (a damage accumulator's surviving fraction) is re-read on the same step count.
+and rebuilds the face conductances, about one step's memory traffic): the solver refreshes everything
+after ``refresh_every_steps`` steps, and in between refreshes k, c and the faces locally — on the box of
+(k, i) lanes whose running sum of per-step maximum |ΔT| (an upper bound on how far any voxel of the lane
+moved) has reached ``refresh_delta_k``. Only the heated region pays for the temperature dependence. The
+perfusion factor (a damage accumulator's surviving fraction) is re-read on the step count.
 
 The stable step is ``min over free voxels of ρc / (Σ G + w)`` (the forward-Euler positivity bound,
 which includes perfusion, Robin and vessel faces) times a safety factor; with temperature-dependent
@@ -43,6 +44,7 @@ Numbers: fields float32, reductions (energy, source power) float64. SI units, te
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -63,6 +65,9 @@ BLOOD_CONDUCTIVITY_W_MK = 0.52  # thermal.md §2.1 [R] IT'IS
 ARTERIAL_TEMPERATURE_C = 37.0  # thermal.md §1.1
 LAMINAR_NUSSELT = 4.36  # fully developed laminar pipe flow, constant wall flux (thermal.md §4.1; 3.66 at constant T)
 DEFAULT_SAFETY = 0.9
+# a local refresh (k, c, faces where T moved) also takes the lanes that have moved this fraction of the trigger:
+# hot regions move together, so they refresh together instead of one lane per step
+LOCAL_REFRESH_FRACTION = 0.25
 BOX_FACES = ("k-", "k+", "j-", "j+", "i-", "i+")
 
 _FREE, _HELD, _CONVECTIVE = 0, 1, 2
@@ -267,6 +272,21 @@ def _row_minimum(a, out):  # pragma: no cover
 
 
 @numba.njit(cache=True)
+def _accumulate_lanes(chg, lanes):  # pragma: no cover
+    """``lanes += sqrt(chg)`` (per-lane bound on |ΔT| since the lane's last refresh), ``chg`` reset; returns the
+    largest lane bound."""
+    nk, ni = chg.shape
+    top = np.float32(0.0)
+    for k in range(nk):
+        for i in range(ni):
+            v = lanes[k, i] + np.float32(math.sqrt(chg[k, i]))
+            lanes[k, i] = v
+            chg[k, i] = 0.0
+            top = v if v > top else top
+    return float(top)
+
+
+@numba.njit(cache=True)
 def _interface(ka, kb, kinda, kindb, ha, hb, s):  # pragma: no cover
     """Conductance per unit volume (W m⁻³ K⁻¹) of the face between cells a and b, spacing s."""
     if kinda != 0 and kindb != 0:
@@ -287,12 +307,17 @@ def _box(kp, kind, h, s):  # pragma: no cover
 
 
 @numba.njit(parallel=True, cache=True)
-def _fill_faces(kvol, kind, hconv, box_h, sk, sj, si, gi, gj, gk):  # pragma: no cover
-    """Face conductances from the cell conductivities, held-voxel kinds and film coefficients."""
+def _fill_faces(kvol, kind, hconv, box_h, sk, sj, si, gi, gj, gk, k0, k1, i0, i1):  # pragma: no cover
+    """Face conductances from the cell conductivities, held-voxel kinds and film coefficients.
+
+    Cells with k in [k0, k1) and i in [i0, i1) (every j) write their −k, −j and −i faces (and the box
+    faces they touch): the whole grid with (0, nk, 0, ni).
+    """
     nk, nj, ni = kvol.shape
-    for k in numba.prange(nk):
+    for kk in numba.prange(k1 - k0):
+        k = k0 + kk
         for j in range(nj):
-            for i in range(ni):
+            for i in range(i0, i1):
                 kp = float(kvol[k, j, i])
                 kd = kind[k, j, i]
                 hp = float(hconv[k, j, i])
@@ -324,16 +349,19 @@ def _fill_faces(kvol, kind, hconv, box_h, sk, sj, si, gi, gj, gk):  # pragma: no
 
 
 @numba.njit(parallel=True, cache=True)
-def _fill_properties(T, k37, ak, rho, c37, ac, kind, tlo, thi, kmode, cmode, kout, irc):  # pragma: no cover
-    """Effective k and 1/(ρc) at temperature T (clipped to [tlo, thi]).
+def _fill_properties(
+    T, k37, ak, rho, c37, ac, kind, tlo, thi, kmode, cmode, kout, irc, k0, k1, i0, i1
+):  # pragma: no cover
+    """Effective k and 1/(ρc) at temperature T (clipped to [tlo, thi]) for k in [k0, k1), i in [i0, i1).
 
     ``kmode``/``cmode``: 0 → the 37 °C value, 1 → at T, 2 → the worst case for stability inside the
     range (largest k, smallest c). ``T`` is read only where a mode is 1. Held voxels get 1/(ρc) = 0.
     """
-    nk, nj, ni = k37.shape
-    for k in numba.prange(nk):
+    nj = k37.shape[1]
+    for kk in numba.prange(k1 - k0):
+        k = k0 + kk
         for j in range(nj):
-            for i in range(ni):
+            for i in range(i0, i1):
                 if kmode == 0:
                     kout[k, j, i] = k37[k, j, i]
                 else:
@@ -421,15 +449,16 @@ def _sum_and_count_nonfinite(a):  # pragma: no cover
 
 
 @numba.njit(parallel=True, cache=True)
-def _scan_source(q, rows):  # pragma: no cover
-    """(Σ q in float64, number of non-finite entries) in one pass; ``rows[k, j]`` = 1 where row (k, j) is not all 0."""
-    nk, nj, ni = q.shape
+def _scan_source_box(q, rows, k0, k1, j0, j1, i0, i1):  # pragma: no cover
+    """(Σ q in float64, number of non-finite entries) over a box of ``q`` in one pass; ``rows[k, j]`` = 1 where
+    row (k, j) is not all 0 inside the box (rows outside it are left alone: the source is zero there)."""
     total = 0.0
     bad = 0
-    for k in numba.prange(nk):
-        for j in range(nj):
+    for kk in numba.prange(k1 - k0):
+        k = k0 + kk
+        for j in range(j0, j1):
             nonzero = 0
-            for i in range(ni):
+            for i in range(i0, i1):
                 v = float(q[k, j, i])
                 if math.isfinite(v):
                     total += v
@@ -642,7 +671,7 @@ class VesselBoundary:
 class DamageAccumulator(Protocol):
     """What the solver calls each step on a damage model (physics/damage.py)."""
 
-    def update(self, temperature_c: np.ndarray, dt_s: float) -> None: ...
+    def update(self, temperature_c: np.ndarray, dt_s: float) -> None: ...  # may also take start_c=
 
 
 @dataclass
@@ -836,6 +865,7 @@ class BioheatSolver:
         self._ac = self._coefficient(medium.specific_heat_coeff_1_k)
         self._tdep = self._ak is not None or self._ac is not None
         self._chg = np.zeros((nk, ni), np.float32) if self._tdep else None
+        self._lanes = np.zeros((nk, ni), np.float32) if self._tdep else None  # |ΔT| bound per lane since refresh
         self._peak_floor = np.empty((nk, nj), np.float32)  # row minima of the tracked peak field
         self._q_rows = np.zeros((nk, nj), np.uint8)  # rows where the current source is nonzero
         self._carry = np.zeros(shape, np.float32) if compensated else None
@@ -844,6 +874,7 @@ class BioheatSolver:
         self._since_refresh = 0
         self._change_k = 0.0
         self.refreshes = 0
+        self.local_refreshes = 0
         self.update_coefficients()
 
     # ------------------------------------------------------------------ set-up helpers
@@ -906,10 +937,13 @@ class BioheatSolver:
         return value  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ coefficients
-    def _fill(self, T: np.ndarray | None, worst_case: bool) -> None:
-        """k, 1/(ρc) and face conductances: at T, at 37 °C (T None) or at the stability worst case."""
+    def _fill(self, T: np.ndarray | None, worst_case: bool, box: tuple[int, int, int, int] | None = None) -> None:
+        """k, 1/(ρc) and face conductances: at T, at 37 °C (T None) or at the stability worst case; on the cells
+        k ∈ [k0, k1), i ∈ [i0, i1) of ``box`` (every j) and the faces they touch, or everywhere."""
         med = self.medium
         lo, hi = med.property_range_c
+        nk, _, ni = med.shape
+        k0, k1, i0, i1 = (0, nk, 0, ni) if box is None else box
 
         def mode(coefficient: np.ndarray | None) -> int:
             if coefficient is None:
@@ -921,15 +955,22 @@ class BioheatSolver:
         _fill_properties(
             med.conductivity_w_mk if T is None else T,  # unused unless a mode is 1
             med.conductivity_w_mk, ak, med.density_kg_m3, med.specific_heat_j_kgk, ac,
-            self._kind, lo, hi, mode(self._ak), mode(self._ac), self._keff, self._irc,
+            self._kind, lo, hi, mode(self._ak), mode(self._ac), self._keff, self._irc, k0, k1, i0, i1,
         )  # fmt: skip
         sk, sj, si = med.spacing_m
-        _fill_faces(self._keff, self._kind, self._hconv, self._box_h, sk, sj, si, self._gi, self._gj, self._gk)
+        # the cells one past the box rewrite their − faces: the box cells' + faces
+        fk1, fi1 = min(k1 + 1, nk), min(i1 + 1, ni)
+        _fill_faces(
+            self._keff, self._kind, self._hconv, self._box_h, sk, sj, si, self._gi, self._gj, self._gk, k0, fk1, i0, fi1
+        )
         if self._face_factors is not None:
             fk, fj, fi = self._face_factors
-            self._gk *= fk
-            self._gj *= fj
-            self._gi *= fi
+            gk_box = np.s_[k0 : fk1 + (fk1 == nk), :, i0:fi1]
+            gj_box = np.s_[k0:fk1, :, i0:fi1]
+            gi_box = np.s_[k0:fk1, :, i0 : fi1 + (fi1 == ni)]
+            self._gk[gk_box] *= fk[gk_box]
+            self._gj[gj_box] *= fj[gj_box]
+            self._gi[gi_box] *= fi[gi_box]
 
     def _fill_perfusion(self, factor: np.ndarray | None, worst_case: bool) -> None:
         med = self.medium
@@ -979,7 +1020,21 @@ class BioheatSolver:
         self._change_k = 0.0
         if self._chg is not None:
             self._chg.fill(0.0)
+            self._lanes.fill(0.0)
         self.refreshes += 1
+
+    def _refresh_local(self, T: np.ndarray) -> None:
+        """k, c and faces at T where the temperature moved: the (k, i) box of the lanes whose |ΔT| bound has reached
+        a quarter of ``refresh_delta_k``, one cell wider. Lanes outside keep their bound (below the trigger), so
+        no voxel's properties are ever more than ``refresh_delta_k`` stale; perfusion waits for the cadence."""
+        nk, _, ni = self.shape
+        kk, ii = np.nonzero(self._lanes >= np.float32(LOCAL_REFRESH_FRACTION * self.refresh_delta_k))
+        k0, k1 = max(int(kk.min()) - 1, 0), min(int(kk.max()) + 2, nk)
+        i0, i1 = max(int(ii.min()) - 1, 0), min(int(ii.max()) + 2, ni)
+        self._fill(T, worst_case=False, box=(k0, k1, i0, i1))
+        self._lanes[k0:k1, i0:i1] = 0.0
+        self._change_k = float(self._lanes.max())
+        self.local_refreshes += 1
 
     # ------------------------------------------------------------------ public queries
     @property
@@ -1058,9 +1113,21 @@ class BioheatSolver:
             )
         return dt
 
-    def _prepare_source(self, q: np.ndarray) -> tuple[float, int]:
-        """(Σ q, non-finite count) and the rows where ``q`` is nonzero; needed before steps that use ``q``."""
-        return _scan_source(q, self._q_rows)
+    def _check_region(self, region: tuple[slice, slice, slice] | None) -> tuple[slice, slice, slice] | None:
+        """``region`` as three bounded slices of the grid (step 1), or None."""
+        if region is None:
+            return None
+        if len(region) != 3 or any(not isinstance(r, slice) or r.step not in (None, 1) for r in region):
+            raise PhysicsError("source_region is not three slices", "pass (slice_k, slice_j, slice_i) or None")
+        return tuple(slice(*r.indices(n)[:2]) for r, n in zip(region, self.shape, strict=True))  # type: ignore[return-value]
+
+    def _prepare_source(self, q: np.ndarray, region: tuple[slice, slice, slice] | None = None) -> tuple[float, int]:
+        """(Σ q, non-finite count) and the rows where ``q`` is nonzero; needed before steps that use ``q``.
+        With ``region`` only that box is read (the caller guarantees zeros outside it)."""
+        if region is None:
+            region = (slice(0, q.shape[0]), slice(0, q.shape[1]), slice(0, q.shape[2]))
+        (k0, k1), (j0, j1), (i0, i1) = ((r.start, r.stop) for r in region)
+        return _scan_source_box(q, self._q_rows, k0, k1, j0, j1, i0, i1)
 
     def _track_peak(self, peak: np.ndarray) -> None:
         """Compute the row floors of ``peak``; needed before steps that track it (a stale floor may only be lower)."""
@@ -1075,18 +1142,21 @@ class BioheatSolver:
         )  # fmt: skip
         self._since_refresh += 1
         if self._chg is not None:
-            self._change_k += math.sqrt(float(self._chg.max()))
-            self._chg.fill(0.0)
+            self._change_k = _accumulate_lanes(self._chg, self._lanes)
 
     def _maybe_refresh(self, T: np.ndarray, factor_source: Any) -> bool:
-        due = self._since_refresh >= self.refresh_every_steps
-        if self._tdep and self._change_k >= self.refresh_delta_k:
-            due = True
-        if not due or (not self._tdep and not callable(factor_source)):
+        """A full refresh (properties, faces, perfusion factor) on the step cadence; in between, a local one of k,
+        c and faces where the temperature has moved by ``refresh_delta_k``."""
+        on_cadence = self._since_refresh >= self.refresh_every_steps
+        moved = self._tdep and self._change_k >= self.refresh_delta_k
+        if not (on_cadence or moved) or (not self._tdep and not callable(factor_source)):
             return False
-        if callable(factor_source):
-            self._set_factor(factor_source)
-        self._refresh(T)
+        if on_cadence:
+            if callable(factor_source):
+                self._set_factor(factor_source)
+            self._refresh(T)
+        else:
+            self._refresh_local(T)
         return True
 
     def step(
@@ -1132,6 +1202,7 @@ class BioheatSolver:
         peak_temperature_c: np.ndarray | None = None,
         progress: Progress | None = None,
         start_time_s: float = 0.0,
+        source_region: tuple[slice, slice, slice] | None = None,
     ) -> ThermalRun:
         """Advance ``temperature_c`` (float32, in place) by ``duration_s``.
 
@@ -1145,7 +1216,9 @@ class BioheatSolver:
         (from the start of this call) at which a copy is kept; steps are shortened to land on them
         and on ``duration_s``. ``peak_temperature_c``: an existing peak field to continue
         (otherwise a new one starting from ``temperature_c``). Held voxels are written into
-        ``temperature_c`` first. Progress is reported as stage ``"bioheat"``.
+        ``temperature_c`` first. Progress is reported as stage ``"bioheat"``. ``source_region``: a box (slices)
+        outside which every source the run sees is zero — a local source (an electrode's field box) is then
+        scanned there only; the first source is checked to hold it.
         """
         wall0 = time.perf_counter()
         report = ensure_progress(progress)
@@ -1177,17 +1250,26 @@ class BioheatSolver:
         q_power_w = 0.0
         voxel_m3 = self.medium.voxel_volume_m3
 
+        region = self._check_region(source_region)
+
         def evaluate_source(t_s: float, T: np.ndarray) -> tuple[np.ndarray | None, float]:
             raw = source_w_m3(t_s, T) if callable_source else source_w_m3  # type: ignore[operator]
             arr = self._check_source(raw)
             if arr is None:
                 return None, 0.0
-            total, nonfinite = self._prepare_source(arr)
+            total, nonfinite = self._prepare_source(arr, region)
             if nonfinite:
                 raise PhysicsError(f"the source has {nonfinite} non-finite voxels", "return finite W/m³ values")
             return arr, total * voxel_m3
 
         q, q_power_w = evaluate_source(start_time_s, temperature_c)
+        if region is not None and q is not None:
+            outside = q.copy()
+            outside[region] = 0.0
+            if np.any(outside):
+                raise PhysicsError("the source is nonzero outside source_region", "widen the region or pass None")
+            self._q_rows.fill(0)
+            self._prepare_source(q, region)
 
         # everything checked: now write
         _apply_held(temperature_c, self._held_idx, self._held_val)
@@ -1204,6 +1286,7 @@ class BioheatSolver:
 
         cur, nxt = temperature_c, self._scratch
         refreshes0 = self.refreshes
+        damage_takes_start = damage is not None and "start_c" in inspect.signature(damage.update).parameters
         t = 0.0
         steps = 0
         energy = 0.0
@@ -1231,7 +1314,10 @@ class BioheatSolver:
                 steps += 1
                 energy += q_power_w * dt
                 if damage is not None:
-                    damage.update(cur, dt)
+                    if damage_takes_start:
+                        damage.update(cur, dt, start_c=nxt)  # type: ignore[call-arg]  # nxt: the step's start
+                    else:
+                        damage.update(cur, dt)
                 if step_callback is not None:
                     step_callback(start_time_s + t, cur)
                 while pending and pending[0] <= t + eps:

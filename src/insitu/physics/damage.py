@@ -518,15 +518,16 @@ def _chunk_start(
 
     Keeps each voxel's step-start temperature in ``t_start`` (mode 0: this temperature, no
     ``prev``; 1: this temperature, then stored in ``prev``; 2: ``prev``, then replaced by this
-    one) and updates the extremes (NaN = not seen yet). It runs on every voxel every step, so the
-    first loop has no branch and no float reduction (an integer count vectorises; a running float
-    max did not, and cost 3× more), and the extremes sit in a loop of their own.
+    one; 3: ``prev`` is the caller's step-start field, read only) and updates the extremes (NaN = not
+    seen yet). It runs on every voxel every step, so the first loop has no branch and no float
+    reduction (an integer count vectorises; a running float max did not, and cost 3× more), and the
+    extremes sit in a loop of their own.
     """
     k = 0
     for i in range(start, stop):
         t1 = temp[i]
-        t0 = prev[i] if mode == 2 else t1
-        if mode != 0:
+        t0 = prev[i] if mode >= 2 else t1
+        if mode == 1 or mode == 2:
             prev[i] = t1
         t_start[i - start] = t0
         k += (t1 if t1 > t0 else t0) > work_floor
@@ -572,7 +573,7 @@ def _update_chunk(
     start = c * CHUNK
     stop = min(start + CHUNK, temp.size)
     dt = p[P_DT]
-    mode = 0 if p[P_USE_PREV] == 0.0 else (2 if p[P_HAVE_PREV] != 0.0 else 1)
+    mode = 0 if p[P_USE_PREV] == 0.0 else (3 if p[P_HAVE_PREV] == 2.0 else (2 if p[P_HAVE_PREV] != 0.0 else 1))
     t_start = start_t[tid]
     hot = _chunk_start(temp, prev, t_start, tmax, tmin, start, stop, mode, p[P_DO_EXT] != 0.0, p[P_WORK_FLOOR])
     if hot > 0:
@@ -970,9 +971,11 @@ class DamageAccumulator:
         self._have_prev = self.within_step == "linear"
 
     # ------------------------------------------------------------------ per step
-    def update(self, temperature_c: np.ndarray, dt_s: float) -> None:
+    def update(self, temperature_c: np.ndarray, dt_s: float, start_c: np.ndarray | None = None) -> None:
         """Accumulate one step of ``dt_s`` seconds ending at ``temperature_c`` (float32 [k, j, i], °C).
 
+        ``start_c``: the field at the step's start, when the caller still holds it (the solver's other
+        buffer); the linear rule then reads it instead of keeping its own copy (less memory traffic).
         Raises :class:`PhysicsError` (before changing anything) for a wrong shape, non-finite
         temperatures, or a negative or non-finite step. ``dt_s = 0`` only updates the extremes (and,
         with the linear rule, the next step's start), like :meth:`observe`.
@@ -981,19 +984,24 @@ class DamageAccumulator:
         if not (math.isfinite(dt) and dt >= 0.0):
             raise PhysicsError(f"damage time step {dt_s} s is negative or not finite", "give dt_s ≥ 0")
         t = self._check_temperature(temperature_c)
-        self._kernel(t, dt)
-        self._have_prev = self.within_step == "linear"
+        given = None
+        if start_c is not None and self.within_step == "linear":
+            if start_c is temperature_c or start_c.shape != self.shape or start_c.dtype != np.float32:
+                raise PhysicsError("start_c is not the step-start float32 field on the grid", "pass the old buffer")
+            given = np.ascontiguousarray(start_c).reshape(-1)
+        self._kernel(t, dt, given)
+        self._have_prev = self.within_step == "linear" and given is None
         self.time_s += dt
         self.steps += 1
 
-    def _kernel(self, t: np.ndarray, dt: float) -> None:
+    def _kernel(self, t: np.ndarray, dt: float, start: np.ndarray | None = None) -> None:
         p = self._params
         p[P_DT] = dt
-        p[P_HAVE_PREV] = 1.0 if self._have_prev else 0.0
+        p[P_HAVE_PREV] = 2.0 if start is not None else (1.0 if self._have_prev else 0.0)
         run = _update_serial if self.size < SERIAL_BELOW else _update_parallel
         run(
             t,
-            self._prev,
+            self._prev if start is None else start,
             self._start_t,
             self._tmax,
             self._tmin,

@@ -345,7 +345,7 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
         log.box_power_w.append(box_power)
         return q
 
-    region.advance(protocol.duration_s, source, source_interval_s=interval)
+    region.advance(protocol.duration_s, source, source_interval_s=interval, source_region=es)
     # energy: power held over each control interval up to the end of the RF time
     times = [*log.time_s, protocol.duration_s]
     log.energy_j = float(sum(p * (times[n + 1] - times[n]) for n, p in enumerate(log.power_w)))

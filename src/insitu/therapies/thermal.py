@@ -125,8 +125,11 @@ class ThermalRegion:
         """(dz, dy, dx) of the sub-grid in metres."""
         return self.medium.spacing_m
 
-    def advance(self, duration_s: float, source_w_m3=None, source_interval_s: float | None = None) -> None:
-        """Run ``duration_s`` with ``source_w_m3`` (None, a volume or ``source(t_s, T)`` on the sub-grid)."""
+    def advance(
+        self, duration_s: float, source_w_m3=None, source_interval_s: float | None = None, source_region=None
+    ) -> None:
+        """Run ``duration_s`` with ``source_w_m3`` (None, a volume or ``source(t_s, T)`` on the sub-grid), zero
+        outside ``source_region`` (slices of the sub-grid) when given."""
         if duration_s <= 0:
             return
         report = self.context.progress
@@ -139,6 +142,7 @@ class ThermalRegion:
             damage=self.damage,
             peak_temperature_c=self.peak_c,
             start_time_s=begin,
+            source_region=source_region,
             progress=lambda stage, f, m="": report("thermal", min(1.0, (begin + f * duration_s) / total), m),
         )
         self.elapsed_s += duration_s
