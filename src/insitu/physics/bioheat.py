@@ -27,11 +27,11 @@ memory-bound and runs at the triad roofline. Boundary conditions cost nothing pe
 
 Temperature-dependent k and c follow ``x(T) = x37 · (1 + a_x (T − 37 °C))`` with T clipped to
 ``ThermalMedium.property_range_c``. They are not re-evaluated every step (a refresh re-reads k, c
-and rebuilds the face conductances, about one step's memory traffic): the solver refreshes everything
-after ``refresh_every_steps`` steps, and in between refreshes k, c and the faces locally — on the box of
-(k, i) lanes whose running sum of per-step maximum |ΔT| (an upper bound on how far any voxel of the lane
-moved) has reached ``refresh_delta_k``. Only the heated region pays for the temperature dependence. The
-perfusion factor (a damage accumulator's surviving fraction) is re-read on the step count.
+and rebuilds the face conductances, about one step's memory traffic): the solver refreshes them locally —
+on the box of (k, i) lanes whose running sum of per-step maximum |ΔT| (an upper bound on how far any voxel
+of the lane moved) has reached ``refresh_delta_k`` — so only the heated region pays for the temperature
+dependence and no voxel is ever more than ``refresh_delta_k`` stale. The perfusion factor (a damage
+accumulator's surviving fraction) is re-read every ``refresh_every_steps`` steps.
 
 The stable step is ``min over free voxels of ρc / (Σ G + w)`` (the forward-Euler positivity bound,
 which includes perfusion, Robin and vessel faces) times a safety factor; with temperature-dependent
@@ -68,6 +68,9 @@ DEFAULT_SAFETY = 0.9
 # a local refresh (k, c, faces where T moved) also takes the lanes that have moved this fraction of the trigger:
 # hot regions move together, so they refresh together instead of one lane per step
 LOCAL_REFRESH_FRACTION = 0.25
+# on the perfusion cadence, lanes that moved this fraction of the trigger are refreshed too: slow drifts (a field
+# settling to steady state) then end with properties at most δ/16 stale instead of δ
+CADENCE_REFRESH_FRACTION = 1.0 / 16.0
 BOX_FACES = ("k-", "k+", "j-", "j+", "i-", "i+")
 
 _FREE, _HELD, _CONVECTIVE = 0, 1, 2
@@ -893,9 +896,10 @@ class BioheatSolver:
         return latent, float(change.start_c), float(change.width_k)
 
     @staticmethod
-    def _check_face_factors(factors: Any, shape: tuple[int, int, int]) -> tuple[np.ndarray, ...] | None:
+    def _check_face_factors(factors: Any, shape: tuple[int, int, int]) -> tuple[tuple[np.ndarray, ...], ...] | None:
         """Per-face multipliers (k, j, i faces; layout (nk+1, nj, ni), (nk, nj+1, ni), (nk, nj, ni+1)), e.g. 1/θ
-        on faces to a held surface θ·h away (Shortley–Weller), so a cooled wall sits where the metal is."""
+        on faces to a held surface θ·h away (Shortley–Weller), so a cooled wall sits where the metal is. Kept as
+        (k, j, i, factor) of the faces that differ from 1."""
         if factors is None:
             return None
         nk, nj, ni = shape
@@ -907,7 +911,8 @@ class BioheatSolver:
                 raise PhysicsError(f"face factors have shape {arr.shape}, expected {want}", "use the face layout")
             if not np.all(np.isfinite(arr)) or float(arr.min()) <= 0.0:
                 raise PhysicsError("face factors must be finite and positive", "give 1/θ with θ in (0, 1]")
-            out.append(arr)
+            k, j, i = np.nonzero(arr != 1.0)  # few faces (a wall's surface): kept sparse
+            out.append((k, j, i, arr[k, j, i]))
         return tuple(out)
 
     @staticmethod
@@ -963,14 +968,13 @@ class BioheatSolver:
         _fill_faces(
             self._keff, self._kind, self._hconv, self._box_h, sk, sj, si, self._gi, self._gj, self._gk, k0, fk1, i0, fi1
         )
-        if self._face_factors is not None:
-            fk, fj, fi = self._face_factors
-            gk_box = np.s_[k0 : fk1 + (fk1 == nk), :, i0:fi1]
-            gj_box = np.s_[k0:fk1, :, i0:fi1]
-            gi_box = np.s_[k0:fk1, :, i0 : fi1 + (fi1 == ni)]
-            self._gk[gk_box] *= fk[gk_box]
-            self._gj[gj_box] *= fj[gj_box]
-            self._gi[gi_box] *= fi[gi_box]
+        if self._face_factors is not None:  # on the faces just written: k ∈ [k0, fk1(+1)), i ∈ [i0, fi1(+1))
+            k_top = (fk1 + (fk1 == nk), fk1, fk1)
+            i_top = (fi1, fi1, fi1 + (fi1 == ni))
+            faces = (self._gk, self._gj, self._gi)
+            for g, (k, j, i, f), kt, it in zip(faces, self._face_factors, k_top, i_top, strict=True):
+                inside = (k >= k0) & (k < kt) & (i >= i0) & (i < it)
+                g[k[inside], j[inside], i[inside]] *= f[inside]
 
     def _fill_perfusion(self, factor: np.ndarray | None, worst_case: bool) -> None:
         med = self.medium
@@ -1023,12 +1027,14 @@ class BioheatSolver:
             self._lanes.fill(0.0)
         self.refreshes += 1
 
-    def _refresh_local(self, T: np.ndarray) -> None:
+    def _refresh_local(self, T: np.ndarray, fraction: float = LOCAL_REFRESH_FRACTION) -> None:
         """k, c and faces at T where the temperature moved: the (k, i) box of the lanes whose |ΔT| bound has reached
         a quarter of ``refresh_delta_k``, one cell wider. Lanes outside keep their bound (below the trigger), so
         no voxel's properties are ever more than ``refresh_delta_k`` stale; perfusion waits for the cadence."""
         nk, _, ni = self.shape
-        kk, ii = np.nonzero(self._lanes >= np.float32(LOCAL_REFRESH_FRACTION * self.refresh_delta_k))
+        kk, ii = np.nonzero(self._lanes >= np.float32(fraction * self.refresh_delta_k))
+        if kk.size == 0:
+            return
         k0, k1 = max(int(kk.min()) - 1, 0), min(int(kk.max()) + 2, nk)
         i0, i1 = max(int(ii.min()) - 1, 0), min(int(ii.max()) + 2, ni)
         self._fill(T, worst_case=False, box=(k0, k1, i0, i1))
@@ -1145,19 +1151,23 @@ class BioheatSolver:
             self._change_k = _accumulate_lanes(self._chg, self._lanes)
 
     def _maybe_refresh(self, T: np.ndarray, factor_source: Any) -> bool:
-        """A full refresh (properties, faces, perfusion factor) on the step cadence; in between, a local one of k,
-        c and faces where the temperature has moved by ``refresh_delta_k``."""
-        on_cadence = self._since_refresh >= self.refresh_every_steps
-        moved = self._tdep and self._change_k >= self.refresh_delta_k
-        if not (on_cadence or moved) or (not self._tdep and not callable(factor_source)):
-            return False
-        if on_cadence:
+        """The perfusion factor on the step cadence; k, c and faces locally, where the temperature has moved by
+        ``refresh_delta_k`` (every lane stays within that bound, so no full refresh is needed between runs)."""
+        refreshed = False
+        if self._since_refresh >= self.refresh_every_steps:
+            self._since_refresh = 0
             if callable(factor_source):
                 self._set_factor(factor_source)
-            self._refresh(T)
-        else:
+                self._fill_perfusion(self._factor, worst_case=False)
+                self.refreshes += 1
+                refreshed = True
+            if self._tdep and self._change_k >= CADENCE_REFRESH_FRACTION * self.refresh_delta_k:
+                self._refresh_local(T, CADENCE_REFRESH_FRACTION)
+                refreshed = True
+        if self._tdep and self._change_k >= self.refresh_delta_k:
             self._refresh_local(T)
-        return True
+            refreshed = True
+        return refreshed
 
     def step(
         self,
@@ -1285,7 +1295,7 @@ class BioheatSolver:
             snapshots[pending.pop(0)][...] = temperature_c
 
         cur, nxt = temperature_c, self._scratch
-        refreshes0 = self.refreshes
+        refreshes0 = self.refreshes + self.local_refreshes
         damage_takes_start = damage is not None and "start_c" in inspect.signature(damage.update).parameters
         t = 0.0
         steps = 0
@@ -1337,7 +1347,7 @@ class BioheatSolver:
             dt_s=dt_nominal,
             snapshots=snapshots,
             source_energy_j=energy,
-            property_refreshes=self.refreshes - refreshes0,
+            property_refreshes=self.refreshes + self.local_refreshes - refreshes0,
             wall_s=time.perf_counter() - wall0,
         )
 

@@ -37,6 +37,9 @@ DEFAULT_POTENTIAL_UPDATE_S = 10.0  # re-solve cadence; the zone is insensitive t
 # dissipated beyond R, thinly spread; that tissue's resistance is put in series (``_spreading_resistance_ohm``).
 ELECTRIC_MARGIN_MM = 30.0
 INSULATOR_FRACTION = 0.02  # tissue below this fraction of the tip's σ is an insulator for the RF field
+# the potential's relative residual: the conductance (and the power) is variational in the field, so its error is
+# second order in the field's (1e-4 → ~1e-8); the Joule pattern's 1e-4 is far below the thermal model's
+POTENTIAL_RTOL = 1e-4
 RESOLVE_TOLERANCE = 0.05  # re-solve at once when the estimated conductance has moved by more than this
 PATH_SAMPLE_FRACTION = 0.5  # trajectory checked every half voxel
 BONE_TISSUES = ("bone_cortical", "bone_cancellous")
@@ -271,7 +274,9 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
     )
     sigma37[sigma37 < INSULATOR_FRACTION * float(sigma37[tip_e])] = 0.0
     # monopolar: the return (dispersive pads, far away) through the box faces; bipolar: the other electrode
-    field_solver = RFField(spacing_m, e_raster, ground_mask=np.zeros(e_shape, bool) if bipolar else None)
+    field_solver = RFField(
+        spacing_m, e_raster, ground_mask=np.zeros(e_shape, bool) if bipolar else None, rtol=POTENTIAL_RTOL
+    )
     far_ohm = 0.0 if bipolar else _spreading_resistance_ohm(sigma37, spacing_m)
     sigma = np.empty_like(sigma37)
     T_e = np.empty_like(sigma37)
@@ -284,6 +289,7 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
     ]
     log = GeneratorLog()
     cache: dict[int, object] = {}
+    joule_conductance: dict[int, float] = {}
     last_solve = {"t": -math.inf}
     sigma_at_solve = np.zeros_like(sigma37)
     voxel_m3 = float(np.prod(spacing_m))
@@ -301,7 +307,7 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
         key = -1 if terminal is None else terminal
         if key in cache:
             solution = cache[key]
-            reference = float(solution.conductance_s)
+            reference = joule_conductance[key]
             conductance = reference + _conductance_change(solution.joule_w_m3_per_v2, sigma, sigma_at_solve, voxel_m3)
             fresh = t_s - last_solve["t"] < protocol.potential_update_s - 1e-9
             close = abs(conductance / reference - 1.0) <= RESOLVE_TOLERANCE and conductance > 0
@@ -314,27 +320,31 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
         last_solve["t"] = t_s
         solution = field_solver.solve_unit(sigma_at_solve, _drive_pattern(device, terminal))
         cache[key] = solution
+        # the conductance as the field's energy, Σ Q₁·V (variational: its error is second order in the solver's)
+        joule_conductance[key] = float(np.sum(solution.joule_w_m3_per_v2, dtype=np.float64)) * voxel_m3
         log.solves += 1
         log.solve_iterations += int(solution.info.iterations)
-        return solution, float(solution.conductance_s)
+        return solution, joule_conductance[key]
 
     def source(t_s: float, T: np.ndarray) -> np.ndarray:
         tip_c = max(float(T[ix]) for ix in tip_index) if tip_index else None
         T_e[...] = T[es]
         previous = getattr(generator, "active_terminal", None)
         solution, conductance = field_for(t_s, previous, exact=False)
+        reference_s = joule_conductance[-1 if previous is None else previous]
         impedance = 1.0 / conductance + far_ohm
         reading = GeneratorReading(time_s=t_s, impedance_ohm=impedance, tip_temperature_c=tip_c)
         command = generator.command(reading)
         power = max(0.0, float(command.power_w)) if command.on else 0.0
         if power > 0.0:
             solution, conductance = field_for(t_s, command.active_terminal, exact=True)
+            reference_s = joule_conductance[-1 if command.active_terminal is None else command.active_terminal]
             impedance = 1.0 / conductance + far_ohm
         # the generator drives the series circuit; the box receives P·Z_box/Z (the rest heats tissue far away)
         box_power = power * (1.0 / conductance) / impedance
         volts_sq = box_power / conductance
         # the field's shape is the last solve's, scaled so the box receives exactly its share of the power
-        np.multiply(solution.joule_w_m3_per_v2, np.float32(volts_sq * conductance / solution.conductance_s), out=q_e)
+        np.multiply(solution.joule_w_m3_per_v2, np.float32(volts_sq * conductance / reference_s), out=q_e)
         if log.power_w and log.power_w[-1] > 0 and power == 0.0:
             log.rolloffs += 1
         log.time_s.append(t_s)

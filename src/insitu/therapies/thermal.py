@@ -38,9 +38,13 @@ ABLATION_FIELD = "ablation_zone"
 
 
 def _damage_models(plan_criterion: str) -> tuple[str, ...]:
-    """Damage accumulated during heating; the peak temperature comes from the solver, not a second pass."""
+    """Damage accumulated during heating: an Arrhenius set (the plan's, or liver cell death) and CEM43 always; the
+    three-state model (an RK4 per hot voxel per step, the costliest) when the plan's zone criterion is it. The
+    peak temperature comes from the solver, not a second pass."""
     arrhenius = plan_criterion if plan_criterion.startswith("arrhenius:") else "arrhenius:liver_comsol"
-    return (arrhenius, "cem43", "three_state")
+    if plan_criterion.startswith("three_state"):
+        return (arrhenius, "cem43", "three_state")
+    return (arrhenius, "cem43")
 
 
 def _medium(state: TissueState, context: StepContext, slices: tuple[slice, ...], spacing_m) -> ThermalMedium:
