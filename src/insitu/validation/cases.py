@@ -172,6 +172,14 @@ def electric() -> list[Row]:
     return _rows_from(rows(True))
 
 
+def microwave() -> list[Row]:
+    """IN-MW: the axisymmetric full-wave solver on a matched and a shorted coax and a line current in liver (exact
+    fields), with observed orders, and an antenna's power balance."""
+    from insitu.physics.microwave_verification import microwave_rows
+
+    return microwave_rows(fine=True)
+
+
 def rfa_published() -> list[Row]:
     """V6, V7 (Lee 2009) and V8 (Huang 2012): cooled-electrode RF ablations, 12 min, impedance-controlled, 1 mm."""
     from insitu.validation import rfa_cases as rc
@@ -284,5 +292,6 @@ CASES: list[Callable[[], list[Row]]] = [
     thermal_bioheat,
     multigrid,
     electric,
+    microwave,
     rfa_published,
 ]
