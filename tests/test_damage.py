@@ -453,3 +453,23 @@ def test_start_field_from_the_caller_gives_the_same_damage():
     assert float(own.fields()["arrhenius_omega_liver_comsol"].max()) > 1.0  # the fields did accumulate
     with pytest.raises(PhysicsError, match="start_c"):
         given.update(fields[-1], 1.0, start_c=fields[-1])
+
+
+@pytest.mark.parametrize("criterion", ["arrhenius", "cem43", "three_state", "isotherm:55", "cryo:-20"])
+def test_criterion_level_is_non_negative_exactly_on_the_dead_mask(criterion):
+    """The continuous level used for sub-voxel zone extents marks the same voxels as the zone criterion."""
+    from insitu.physics.damage import DamageAccumulator
+
+    shape = (4, 5, 300)
+    ramp = np.linspace(-40.0, 95.0, shape[-1], dtype=np.float32)
+    T = np.broadcast_to(ramp, shape).copy()
+    models = ("arrhenius:liver_comsol", "cem43", "three_state", "extremes")
+    d = DamageAccumulator(shape, models=models)
+    d.observe(T)
+    for _ in range(60):
+        d.update(T, 10.0)  # 10 min
+    dead = d.dead_mask(criterion)
+    level = d.criterion_level(criterion)
+    assert 0 < np.count_nonzero(dead) < dead.size  # the ramp crosses the threshold
+    np.testing.assert_array_equal(level >= 0.0, dead)
+    assert np.all(np.isfinite(level))

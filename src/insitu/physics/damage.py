@@ -1069,6 +1069,24 @@ class DamageAccumulator:
             return self._tmax, 0
         return self._tmin, 2
 
+    def criterion_level(self, criterion: str = "arrhenius") -> np.ndarray:
+        """A float32 volume that is ≥ 0 exactly where :meth:`dead_mask` is true and varies smoothly across the
+        boundary (for sub-voxel zone extents): ln(Ω/threshold) or ln(CEM43/threshold) (exponential quantities),
+        D − threshold, peak − T or T − minimum (non-strict comparisons; three-state's strict one is met by
+        nudging the level down where D equals the threshold)."""
+        c = self._criterion(criterion)
+        values, mode = self._criterion_values(c)
+        x = values.astype(np.float64)
+        if c.kind in ("arrhenius", "cem43"):
+            level = np.log(np.maximum(x, 1e-300)) - math.log(c.threshold)
+        elif mode == 2:
+            level = c.threshold - x
+        else:
+            level = x - c.threshold
+        if mode == 1:
+            level[level == 0.0] = -1e-12
+        return level.astype(np.float32).reshape(self.shape)
+
     def dead_mask(self, criterion: str = "arrhenius") -> np.ndarray:
         """Bool volume of dead tissue. ``criterion``: ``"arrhenius"`` or ``"arrhenius:<set>"`` (Ω ≥ 1),
         ``"three_state"`` (D > dead threshold, 0.8), ``"cem43"`` or ``"cem43:<minutes>"`` (≥ 240 by

@@ -28,7 +28,7 @@ from insitu.physics.bioheat import PhaseChange
 from insitu.plan import Step
 from insitu.simulation import StepContext, StepResult
 from insitu.state import TissueState
-from insitu.therapies.thermal import close_thermal_region, open_thermal_region, thermal_crop
+from insitu.therapies.thermal import close_thermal_region, open_thermal_region, thermal_crop, zone_level
 from insitu.therapies.zone_geometry import zone_axes_mm
 
 DEFAULT_POTENTIAL_UPDATE_S = 10.0  # re-solve cadence; the zone is insensitive to it (tests/test_rfa.py)
@@ -41,6 +41,11 @@ INSULATOR_FRACTION = 0.02  # tissue below this fraction of the tip's σ is an in
 # second order in the field's (1e-4 → ~1e-8); the Joule pattern's 1e-4 is far below the thermal model's
 POTENTIAL_RTOL = 1e-4
 RESOLVE_TOLERANCE = 0.05  # re-solve at once when the estimated conductance has moved by more than this
+# ... or when this share of the field's power sits in voxels whose σ has changed by more than half since the solve
+# (tissue starting to boil next to the electrode: a local change the total conductance hardly sees, but whose
+# voxels must stop heating at once, not at the next scheduled solve)
+RESOLVE_LOCAL_SHARE = 0.02
+LOCAL_CHANGE = 0.5
 PATH_SAMPLE_FRACTION = 0.5  # trajectory checked every half voxel
 BONE_TISSUES = ("bone_cortical", "bone_cancellous")
 # a cooled wall closer than half a voxel to a free centre is placed at half a voxel: the explicit step's bound
@@ -308,9 +313,16 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
         if key in cache:
             solution = cache[key]
             reference = joule_conductance[key]
-            conductance = reference + _conductance_change(solution.joule_w_m3_per_v2, sigma, sigma_at_solve, voxel_m3)
+            change, moved_share = _conductance_change(
+                solution.joule_w_m3_per_v2, sigma, sigma_at_solve, voxel_m3, LOCAL_CHANGE
+            )
+            conductance = reference + change
             fresh = t_s - last_solve["t"] < protocol.potential_update_s - 1e-9
-            close = abs(conductance / reference - 1.0) <= RESOLVE_TOLERANCE and conductance > 0
+            close = (
+                abs(conductance / reference - 1.0) <= RESOLVE_TOLERANCE
+                and moved_share <= RESOLVE_LOCAL_SHARE
+                and conductance > 0
+            )
             if not exact and conductance > 0:
                 return solution, conductance
             if fresh and close:
@@ -343,7 +355,10 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
         # the generator drives the series circuit; the box receives P·Z_box/Z (the rest heats tissue far away)
         box_power = power * (1.0 / conductance) / impedance
         volts_sq = box_power / conductance
-        # the field's shape is the last solve's, scaled so the box receives exactly its share of the power
+        # the field's shape is the last solve's, scaled so the box receives exactly its share of the power. (Scaling
+        # each voxel's Q by its σ since — the frozen-E first order — is wrong-signed around an electrode, where the
+        # current's paths are fixed by the geometry and Q = J²/σ falls as σ rises; the local re-solve trigger
+        # handles the voxels that change a lot.)
         np.multiply(solution.joule_w_m3_per_v2, np.float32(volts_sq * conductance / reference_s), out=q_e)
         if log.power_w and log.power_w[-1] > 0 and power == 0.0:
             log.rolloffs += 1
@@ -363,7 +378,7 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
     region.advance(protocol.cooldown_s)
     new_state, result = close_thermal_region(region, step.therapy)
 
-    axes = zone_axes_mm(result.fields["ablation_zone"], state.grid, direction_mm)
+    axes = zone_axes_mm(result.fields["ablation_zone"], state.grid, direction_mm, level=zone_level(region))
     result.metrics.update(axes)
     result.metrics.update(
         {
@@ -388,17 +403,29 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
 
 
 @numba.njit(parallel=True, cache=True)
-def _conductance_change(joule_unit, sigma_now, sigma_ref, voxel_m3):  # pragma: no cover
-    """First-order change of a field's conductance (S) as σ moves from ``sigma_ref``: Σ (Q₁/σ_ref)·Δσ·V."""
+def _conductance_change(joule_unit, sigma_now, sigma_ref, voxel_m3, local_change):  # pragma: no cover
+    """First-order change of a field's conductance (S) as σ moves from ``sigma_ref``, Σ Q₁·(r − 1)·V with
+    r = σ/σ_ref capped at 1 + ``local_change`` (the frozen field is wrong inside boiled tissue regaining its σ),
+    and the share of the field's power in voxels whose σ moved by more than ``local_change``, each weighted by
+    what it would take at the frozen field (Q₁·max(1, r): tissue regaining its σ after boiling matters by what it
+    would draw, not by what it drew)."""
     q = joule_unit.reshape(-1)
     now = sigma_now.reshape(-1)
     ref = sigma_ref.reshape(-1)
+    cap = 1.0 + local_change
     total = 0.0
+    moved = 0.0
+    power = 0.0
     for m in numba.prange(q.size):
         s0 = ref[m]
         if s0 > 0.0:
-            total += float(q[m]) * (float(now[m]) - s0) / s0
-    return total * voxel_m3
+            qm = float(q[m])
+            ratio = float(now[m]) / s0
+            total += qm * (min(ratio, cap) - 1.0)
+            power += qm
+            if abs(ratio - 1.0) > local_change:
+                moved += qm * max(ratio, 1.0)
+    return total * voxel_m3, moved / power if power > 0.0 else 0.0
 
 
 def _mark_thin_metal(raster, segments, spacing_m) -> int:

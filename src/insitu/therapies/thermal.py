@@ -258,6 +258,14 @@ def close_thermal_region(region: ThermalRegion, therapy: str) -> tuple[TissueSta
     return new, result
 
 
+def zone_level(region: ThermalRegion) -> np.ndarray:
+    """The zone criterion's continuous level on the state's grid (≥ 0 in the zone, −1 outside the crop): pass it to
+    :func:`insitu.therapies.zone_geometry.zone_axes_mm` for sub-voxel axes."""
+    level = np.full(region.state.grid.shape, -1.0, dtype=np.float32)
+    level[region.slices] = region.damage.criterion_level(_zone_criterion(region.context.plan.damage_model))
+    return level
+
+
 def run_thermal_step(
     state: TissueState,
     context: StepContext,
