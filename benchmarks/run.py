@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_bioheat import bench_bioheat
 from bench_multigrid import bench_multigrid
+from bench_mwa import bench_mwa
 from bench_phantom import bench_demo, bench_phantom
 from bench_rfa import bench_rfa
 from bench_vascular import bench_cco_4000
@@ -34,6 +35,7 @@ BENCHMARKS = [
     ("multigrid_128_s", bench_multigrid, 0.25, "variable-coefficient elliptic solve at 128³ to 1e-6; target ≤ 0.25 s"),
     ("bioheat_10min_128_s", bench_bioheat, 1.0, "Pennes 10 min at 128³, 1 mm; target ≤ 1 s (issue 3)"),
     ("rfa_12min_128_s", bench_rfa, 15.0, "12-min impedance-controlled RFA at 128³, 1 mm; target ≤ 15 s (issue 4)"),
+    ("mwa_10min_128_s", bench_mwa, 20.0, "10-min 100 W cooled 2.45 GHz MWA at 128³, 1 mm; target ≤ 20 s (issue 5)"),
 ]
 
 

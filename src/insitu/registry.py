@@ -142,6 +142,7 @@ _THERAPIES: list[tuple[str, str, str, str]] = [
 _AVAILABLE_THERAPIES: dict[str, str] = {
     "prescribed_source": "insitu.therapies.prescribed_source",
     "rfa": "insitu.therapies.rfa",
+    "mwa": "insitu.therapies.mwa",
 }
 
 

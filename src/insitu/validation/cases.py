@@ -283,6 +283,13 @@ def multigrid() -> list[Row]:
     return rows
 
 
+def mwa_published() -> list[Row]:
+    """V9: the Emprint-like cooled 2.45 GHz antenna, 100 W × 10 min and 75 W × 5 min, in vivo liver (mwa_cases)."""
+    from insitu.validation.mwa_cases import mwa_published as rows
+
+    return rows()
+
+
 CASES: list[Callable[[], list[Row]]] = [
     in_phantom,
     vasc_2,
@@ -294,4 +301,5 @@ CASES: list[Callable[[], list[Row]]] = [
     electric,
     microwave,
     rfa_published,
+    mwa_published,
 ]
