@@ -100,3 +100,13 @@ def test_bad_tissue_mode_and_temperature() -> None:
         heated_dielectric("liver", 2.45e9, 50.0, mode="linear")  # type: ignore[arg-type]
     with pytest.raises(PhysicsError, match="not finite"):
         heated_dielectric("liver", 2.45e9, np.array([40.0, np.nan]))
+
+
+def test_relative_mode_keeps_permittivity_physical_at_any_temperature():
+    """Far above 100 °C the dehydrated tissue tends to the fit's floor (ε_r → 1, σ → 0), never below it."""
+    t = np.array([37.0, 100.0, 150.0, 250.0, 1000.0])
+    for tissue in ("liver", "fat", "muscle"):
+        eps, sig = heated_dielectric(tissue, 2.45e9, t)
+        assert np.all(eps >= 1.0) and np.all(sig >= 0.0)
+        assert eps[-1] == pytest.approx(1.0, abs=0.01)
+        assert np.all(np.diff(eps) < 0)

@@ -131,9 +131,10 @@ def test_temperature_resolve(emprint: MicrowaveModel) -> None:
     hot = np.where(np.hypot(r, z - 5.5e-3) < 8e-3, 100.0, 37.0)  # a desiccated 8 mm ball around the slot
     heated_model = emprint.with_temperature(hot)
     heated = heated_model.solve(100.0)
-    # hot liver cells take Gabriel × Ji–Brace X(100 °C)/X(37 °C): ε_r × 0.228, σ × 0.274 (test_dielectric)
+    # hot liver cells take Gabriel with Ji–Brace's change above the floor: ε_r 1 + 42.03·(X(100) − 1)/(X(37) − 1)
+    # = 1 + 42.03 × 0.2117 (X(100)/X(37) = 0.22812, X(37) = 47.915), σ × 0.274 (test_dielectric)
     cells = emprint.tissue_mask & (hot > 99)
-    assert np.allclose(heated_model.solver.eps_r[cells], 43.0345 * 0.22812, rtol=1e-4)
+    assert np.allclose(heated_model.solver.eps_r[cells], 1.0 + 42.0345 * (0.22812 * 47.915 - 1.0) / 46.915, rtol=1e-4)
     assert np.allclose(heated_model.solver.sigma_s_m[cells], 1.68644 * 0.27432, rtol=1e-4)
     assert np.array_equal(heated_model.solver.eps_r[~emprint.tissue_mask], emprint.solver.eps_r[~emprint.tissue_mask])
     assert abs(heated.s11 - base.s11) > 1e-3  # the antenna sees the changed load

@@ -151,6 +151,14 @@ class SigmoidFit:
         """X(T) / X(37 °C): the change relative to body temperature."""
         return self(temperature_c) / self(REFERENCE_TEMPERATURE_C)
 
+    def on_baseline(self, value_37: float, temperature_c: float | np.ndarray) -> np.ndarray:
+        """Another tissue's value at T: its 37 °C value with the fit's relative change of the part above the fit's
+        floor s4 (the dehydrated limit: ε_r → 1, σ → 0), s4 + (value_37 − s4)·(X(T) − s4)/(X(37) − s4). For σ
+        (s4 = 0) this is value_37·X(T)/X(37); for ε_r it never falls below 1, where a plain ratio would (liver's
+        43 × 1/47.9 → 0.9 far above 100 °C)."""
+        x = self(temperature_c)
+        return self.s4 + (value_37 - self.s4) * (x - self.s4) / (self(REFERENCE_TEMPERATURE_C) - self.s4)
+
 
 _JB_SOURCE = (
     "Ji & Brace 2011, Phys Med Biol 56:5249 (liver, 2.45 GHz), as restated in github.com/sheldonkhall/MITA-model "
@@ -168,7 +176,8 @@ def heated_dielectric(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ε_r, σ) of a tissue at temperature T (°C, array allowed) in the MW band.
 
-    ``relative`` (default): Gabriel value at 37 °C × X(T)/X(37 °C) with the Ji & Brace sigmoids — the
+    ``relative`` (default): the Gabriel value at 37 °C changed as the Ji & Brace sigmoids change above their
+    dehydrated floor (:meth:`SigmoidFit.on_baseline`; ε_r stays ≥ 1 at any temperature) — the
     dehydration drop (ε_r and σ fall to ~20–25 % of their 37 °C value near 100 °C) on any tissue's own
     baseline. ``absolute``: the Ji & Brace fitted values themselves (liver, 2.45 GHz only). ``none``: the
     37 °C value everywhere. Non-aqueous tissues (fat, bone, lung) get the same relative drop under
@@ -188,4 +197,4 @@ def heated_dielectric(
         return np.full(t.shape, eps37), np.full(t.shape, sig37)
     if mode != "relative":
         raise PhysicsError(f"unknown dielectric temperature mode {mode!r}", 'use "relative", "absolute" or "none"')
-    return eps37 * JI_BRACE_2011_PERMITTIVITY.relative(t), sig37 * JI_BRACE_2011_CONDUCTIVITY.relative(t)
+    return JI_BRACE_2011_PERMITTIVITY.on_baseline(eps37, t), JI_BRACE_2011_CONDUCTIVITY.on_baseline(sig37, t)

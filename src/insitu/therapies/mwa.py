@@ -56,12 +56,6 @@ ACTIVE_SAR_FRACTION = 1e-3  # the crop's active box holds the tissue where SAR �
 # 2.45 GHz the field's power 1/e length in liver is ≈ 10 mm (Gabriel values, derived), so 40 mm leaves e⁻⁴ of the
 # near-field power density at the side wall; doubled below 1.5 GHz (915 MHz penetrates twice as far)
 EM_RADIUS_MM, EM_ABOVE_MM, EM_BELOW_MM = 40.0, 50.0, 25.0
-# The temperature handed to the dielectric model is capped here. Ji & Brace's sigmoid applied as a relative change
-# (dielectric.heated_dielectric) falls below ε_r = 1 for liver above ≈ 162 °C (X_ε(T)/X_ε(37 °C) · 43.0 < 1: derived),
-# which the solver rightly rejects; tissue that hot is desiccated and its ε_r, σ have reached the sigmoid's floor
-# within a few per cent (σ at 150 °C is 1 % of its 37 °C value), so capping costs nothing physical. Tissues with a lower
-# ε_r at 37 °C are capped lower, where their relative ε_r reaches 1.05 (:func:`_dielectric_cap_c`).
-DIELECTRIC_T_CAP_C = 150.0
 
 
 class MWAProtocol(BaseModel):
@@ -307,16 +301,6 @@ class MWLog:
         return float(total / duration_s)
 
 
-def _dielectric_cap_c(tissue: str, frequency_hz: float) -> float:
-    """The highest temperature (≤ DIELECTRIC_T_CAP_C, 1 °C steps) at which the tissue's heated ε_r stays ≥ 1.05."""
-    from insitu.physics.dielectric import heated_dielectric
-
-    temperatures = np.arange(37.0, DIELECTRIC_T_CAP_C + 0.5, 1.0)
-    eps, _ = heated_dielectric(tissue, frequency_hz, temperatures)
-    ok = np.flatnonzero(eps < 1.05)
-    return float(temperatures[ok[0] - 1]) if ok.size and ok[0] > 0 else (37.0 if ok.size else DIELECTRIC_T_CAP_C)
-
-
 def _mw_tissue(state: TissueState, context: StepContext, tip_mm: np.ndarray) -> str:
     k, j, i = state.grid.world_to_kji(tip_mm)
     return context.library.names[int(state.tissue_index[k, j, i])]
@@ -359,9 +343,8 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
     cable_db = float(parameters.get("cable_loss_db", 0.0))
     feed_w = protocol.power_w * 10.0 ** (-cable_db / 10.0)
     rc, zc = model.solver.r_centres_m, model.solver.z_centres_m
-    cap_c = _dielectric_cap_c(tissue, antenna.frequency_hz)
     tissue_cells = model.tissue_mask & model.solver.physical
-    tip_c = min(float(state.temperature_c[state.grid.world_to_kji(tip_mm)]), cap_c)
+    tip_c = float(state.temperature_c[state.grid.world_to_kji(tip_mm)])
     first = model.with_temperature(np.full(model.shape, tip_c))
     sar0 = np.where(tissue_cells, first.solve(feed_w).sar_w_kg, 0.0)
 
@@ -432,7 +415,7 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
     def source(t_s: float, T: np.ndarray) -> np.ndarray:
         t_rz = np.full(model.shape, body_c)
         sampled = map_coordinates(T, sample_index, order=1, mode="nearest").reshape(-1, AZIMUTHS)
-        t_rz[cells[:, 0], cells[:, 1]] = np.minimum(sampled.mean(axis=1), cap_c)
+        t_rz[cells[:, 0], cells[:, 1]] = sampled.mean(axis=1)
         solution = model.with_temperature(t_rz).solve(feed_w)
         sar = np.where(tissue_cells, solution.sar_w_kg, 0.0)
         if not sar_first:
