@@ -315,14 +315,17 @@ def test_ray_capsule_entry_matches_sampling():
 
 
 def test_raster_overlaps_cooling_and_clipping():
-    """Conducting wins over insulated where they overlap; cooled marks follow segments; outside metal is clipped."""
+    """Where metal overlaps, insulation wins inside an insulated cylinder and conducting metal wins in its round
+    caps (exposed metal ends flat where a coating begins); cooled marks follow segments; outside metal is clipped."""
     n = 20
     tip = MetalSegment((2e-3, 5e-3, 5e-3), (5e-3, 5e-3, 5e-3), 1e-3, electrode=2, cooled=True)
     shaft = MetalSegment((4e-3, 5e-3, 5e-3), (30e-3, 5e-3, 5e-3), 1e-3, conducting=False)
     away = MetalSegment((-9e-3, -9e-3, -9e-3), (-8e-3, -9e-3, -9e-3), 1e-3)
     raster = rasterize_metal([tip, shaft, away], (n,) * 3, (H,) * 3)
     assert raster.terminals() == (2,)
-    assert raster.terminal[8, 10, 10] == 2  # z = 4 mm: in both, conducting wins
+    assert raster.terminal[8, 10, 10] == -1  # z = 4 mm: inside the shaft's cylinder, insulated
+    assert raster.terminal[7, 10, 10] == 2  # z = 3.5 mm: in the shaft's round cap only, conducting wins
+    assert raster.terminal[7, 10, 11] == 2 and raster.terminal[9, 10, 11] == -1
     assert raster.terminal[13, 10, 10] == -1 and raster.inside[13, 10, 10]
     assert raster.inside[19, 10, 10]  # the shaft runs out of the grid
     assert raster.cooled[6, 10, 10] and not raster.cooled[14, 10, 10]

@@ -22,7 +22,14 @@ import numpy as np
 from insitu.errors import PhysicsError
 from insitu.physics.applicator import MetalSegment
 
-__all__ = ["MetalRaster", "face_candidates", "metal_bounding_box", "rasterize_metal", "ray_capsule_entry"]
+__all__ = [
+    "MetalRaster",
+    "face_candidates",
+    "metal_bounding_box",
+    "rasterize_metal",
+    "ray_capsule_entry",
+    "wall_face_fractions",
+]
 
 Shape = tuple[int, int, int]
 Spacing = tuple[float, float, float]
@@ -34,7 +41,8 @@ class MetalRaster:
     """Metal on one grid: voxel masks, terminal index per conducting voxel and conducting-face fractions θ.
 
     ``inside``: voxel centre inside any segment; ``terminal``: electrode index (int16) where the centre is
-    inside conducting metal, −1 elsewhere (conducting wins over insulated where they overlap); ``cooled``:
+    inside conducting metal, −1 elsewhere (conducting wins over an insulated segment's round caps, insulated wins
+    inside its cylinder: exposed metal ends flat where a coating begins); ``cooled``:
     inside a cooled segment; ``face_fraction``: (fz, fy, fx) float32 in the multigrid face layout, θ ∈
     [theta_min, 1] on faces between an outside voxel and a conducting one, 1 elsewhere.
     """
@@ -164,6 +172,27 @@ def _mark_segment(seg: MetalSegment, shape: Shape, spacing_m: Spacing, out: dict
         term[hit] = seg.electrode
 
 
+def _insulate_body(seg: MetalSegment, shape: Shape, spacing_m: Spacing, out: dict[str, np.ndarray]) -> None:
+    """Inside an insulated segment's cylinder (caps excluded) no metal conducts: a conducting capsule's round end
+    does not reach into the insulated shaft it meets, so the exposed metal ends flat at the junction, as the
+    coating does, on every grid (the overlap of a cap, up to a radius long, would otherwise conduct where voxel
+    centres happen to fall in it)."""
+    box = metal_bounding_box(seg, shape, spacing_m)
+    if any(sl.stop <= sl.start for sl in box):
+        return
+    a = np.asarray(seg.start_m, dtype=float)
+    ab = np.asarray(seg.end_m, dtype=float) - a
+    length_sq = float(ab @ ab)
+    if length_sq == 0.0:
+        return
+    points = _box_centres(box, spacing_m)
+    rel = [points[d] - a[d] for d in range(3)]
+    s = (rel[0] * ab[0] + rel[1] * ab[1] + rel[2] * ab[2]) / length_sq
+    body = (s >= 0.0) & (s <= 1.0) & (_distance_sq(points, seg) <= seg.radius_m**2)
+    term = out["terminal"][box]
+    term[body] = -1
+
+
 def face_candidates(outside: np.ndarray, target: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """Faces along ``axis`` between an ``outside`` voxel and a ``target`` voxel: (outside voxel indices (N, 3),
     direction ±1 from it to the target)."""
@@ -183,14 +212,31 @@ def _face_fractions(
     segments: Sequence[MetalSegment], raster: dict[str, np.ndarray], spacing_m: Spacing, theta_min: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """θ on faces between an outside voxel and a conducting voxel (within the conducting metal's bounding box)."""
-    inside, terminal = raster["inside"], raster["terminal"]
+    conducting = [s for s in segments if s.conducting]
+    return _fractions_to(conducting, raster["inside"], raster["terminal"] >= 0, spacing_m, theta_min)
+
+
+def wall_face_fractions(
+    segments: Sequence[MetalSegment], raster: MetalRaster, theta_min: float = 0.01
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """θ on faces between an outside voxel and a *cooled* metal voxel, against the cooled segments' surfaces (exact
+    ray–capsule entry, as for the conducting faces): where a thermal solver places a cooled wall — the insulated
+    shaft included, not only the exposed metal."""
+    cooled = [s for s in segments if s.cooled]
+    return _fractions_to(cooled, raster.inside, raster.cooled & raster.inside, raster.spacing_m, float(theta_min))
+
+
+def _fractions_to(
+    chosen: Sequence[MetalSegment], inside: np.ndarray, target_mask: np.ndarray, spacing_m: Spacing, theta_min: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """θ on faces between an outside (non-metal) voxel and a ``target_mask`` voxel, against ``chosen`` capsules."""
     nk, nj, ni = inside.shape
     fractions = (
         np.ones((nk + 1, nj, ni), np.float32),
         np.ones((nk, nj + 1, ni), np.float32),
         np.ones((nk, nj, ni + 1), np.float32),
     )
-    conducting = [s for s in segments if s.conducting]
+    conducting = list(chosen)
     boxes = [metal_bounding_box(s, inside.shape, spacing_m, pad=1) for s in conducting]
     boxes = [b for b in boxes if all(s.stop > s.start for s in b)]
     if not boxes:
@@ -198,7 +244,7 @@ def _face_fractions(
     box = tuple(slice(min(b[d].start for b in boxes), max(b[d].stop for b in boxes)) for d in range(3))
     offset = np.array([s.start for s in box])
     outside = ~inside[box]
-    target = terminal[box] >= 0
+    target = target_mask[box]
     for axis in range(3):
         idx, sign = face_candidates(outside, target, axis)
         if not len(idx):
@@ -247,5 +293,8 @@ def rasterize_metal(
     }
     for seg in segments:
         _mark_segment(seg, n, h, raster)
+    for seg in segments:
+        if not seg.conducting:
+            _insulate_body(seg, n, h, raster)
     fractions = _face_fractions(segments, raster, h, float(theta_min))
     return MetalRaster(n, h, raster["inside"], raster["terminal"], raster["cooled"], fractions)

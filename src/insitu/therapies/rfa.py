@@ -214,7 +214,7 @@ def check_step(step: Step) -> None:
 def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueState, StepResult]:
     """Place the electrode, run the generator and the coupled electric–thermal model, report the zone."""
     from insitu.physics.electric import RFField, conductivity_at_temperature
-    from insitu.physics.electrode_raster import rasterize_metal
+    from insitu.physics.electrode_raster import rasterize_metal, wall_face_fractions
     from insitu.physics.rf_generator import GeneratorReading
     from insitu.therapies.rf_devices import rf_device, rf_metal_segments
 
@@ -251,7 +251,7 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
     region = open_thermal_region(
         state, context, sub, slices, total_s, dirichlet_mask=held if any_held else None,
         dirichlet_temperature_c=coolant_c if any_held else None,
-        face_factors=_wall_face_factors(held, raster.face_fraction) if any_held else None,
+        face_factors=_wall_face_factors(held, wall_face_fractions(segments, raster)) if any_held else None,
         phase_change=_vaporization(context, state.tissue_index[slices]),
     )  # fmt: skip
 
