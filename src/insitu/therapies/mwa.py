@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -73,6 +74,9 @@ class MWAProtocol(BaseModel):
     cooling: bool | None = Field(default=None, description="run the antenna cooled or not (default: the device's)")
     region_margin_mm: float | None = Field(
         default=None, gt=0.0, le=500.0, description="simulated region around the antenna (default: 4 diffusion lengths)"
+    )
+    inflow_occlusion: Literal["none", "hepatic_artery", "portal_vein", "pringle"] = Field(
+        default="none", description="hepatic inflow stopped during the ablation (therapies/occlusion.py)"
     )
 
 
@@ -383,7 +387,7 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
     region = open_thermal_region(
         state, context, sub, slices, total_s, dirichlet_mask=held,
         dirichlet_temperature_c=coolant_c if cooled else None, face_factors=faces,
-        phase_change=rfa._vaporization(context, index),
+        phase_change=rfa._vaporization(context, index), occlusion=protocol.inflow_occlusion,
     )  # fmt: skip
 
     # SAR (r, z) → voxels of the box holding the EM model's tissue cylinder; T (voxels) → (r, z) cells

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numba
 import numpy as np
@@ -81,6 +82,11 @@ class RFAProtocol(BaseModel):
         gt=0.0,
         le=500.0,
         description="simulated region around the electrode (default: 4 diffusion lengths)",
+    )
+    inflow_occlusion: Literal["none", "hepatic_artery", "portal_vein", "pringle"] = Field(
+        default="none",
+        description="hepatic inflow stopped during the ablation: balloon occlusion of the hepatic artery or the "
+        "portal vein, or the Pringle manoeuvre (both)",
     )
 
 
@@ -252,7 +258,7 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
         state, context, sub, slices, total_s, dirichlet_mask=held if any_held else None,
         dirichlet_temperature_c=coolant_c if any_held else None,
         face_factors=_wall_face_factors(held, wall_face_fractions(segments, raster)) if any_held else None,
-        phase_change=_vaporization(context, state.tissue_index[slices]),
+        phase_change=_vaporization(context, state.tissue_index[slices]), occlusion=protocol.inflow_occlusion,
     )  # fmt: skip
 
     # the electric problem on a box around the conducting metal (the field decays as r⁻² away from it); the

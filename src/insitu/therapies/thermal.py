@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from insitu.errors import GridError
+from insitu.errors import GridError, PlanError
 from insitu.grid import Grid
 from insitu.physics.bioheat import BioheatSolver, PhaseChange, RobinBoundary, ThermalMedium, VesselBoundary
 from insitu.physics.damage import DamageAccumulator
@@ -166,14 +166,24 @@ def open_thermal_region(
     face_factors: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     phase_change: PhaseChange | None = None,
     vessels: bool = True,
+    occlusion: str = "none",
 ) -> ThermalRegion:
     """Build the thermal problem on ``sub`` (a crop of the state's grid); Dirichlet arrays and face factors (see
     :class:`BioheatSolver`) live on ``sub``. With ``vessels`` the patient's large vessels are heat sinks (a held
-    Dirichlet voxel stays held)."""
+    Dirichlet voxel stays held). ``occlusion`` (therapies/occlusion.py) stops hepatic inflow for the step: perfusion
+    and the vessels it stops (the state keeps its perfusion)."""
+    from insitu.therapies.occlusion import STOPPED, occluded_perfusion, stopped_vessels
+
+    if occlusion not in STOPPED:
+        raise PlanError(f"unknown inflow occlusion {occlusion!r}", f"use one of {', '.join(STOPPED)}")
     library = context.library
     air = library.index_of("air")
     spacing_m = tuple(s * 1e-3 for s in sub.spacing_kji_mm)
     medium = _medium(state, context, slices, spacing_m)
+    omega = occluded_perfusion(state, context.library, slices, occlusion)  # type: ignore[arg-type]
+    if omega is not None:
+        medium.perfusion_1_s = omega
+    stopped = frozenset(stopped_vessels(context.patient.structures.values(), occlusion))  # type: ignore[arg-type]
     gas = state.tissue_index[slices] == air
     # the crop's faces are a truncation 4 diffusion lengths out: body temperature one cell beyond them
     # (h = 2k/Δ gives the face the conductance of an interior face; h = ∞, at the face itself, would double it
@@ -188,7 +198,7 @@ def open_thermal_region(
         dirichlet_mask=dirichlet_mask,
         dirichlet_temperature_c=dirichlet_temperature_c,
         robin=robin,
-        vessels=_vessel_boundary(state, context, slices) if vessels else None,
+        vessels=_vessel_boundary(state, context, slices, stopped) if vessels else None,
         face_factors=face_factors,
         phase_change=phase_change,
     )
@@ -210,9 +220,12 @@ def open_thermal_region(
     )
 
 
-def _vessel_boundary(state: TissueState, context: StepContext, slices: tuple[slice, ...]) -> VesselBoundary | None:
-    """The patient's large vessels on the crop: blood at body temperature behind h = Nu·k_b/D (None when none)."""
-    structures = context.patient.structures.values()
+def _vessel_boundary(
+    state: TissueState, context: StepContext, slices: tuple[slice, ...], without: frozenset[str] = frozenset()
+) -> VesselBoundary | None:
+    """The patient's large vessels on the crop (those named in ``without`` carry no flow): blood at body temperature
+    behind h = Nu·k_b/D (None when none)."""
+    structures = [s for s in context.patient.structures.values() if s.name not in without]
     for structure in structures:
         if structure.mask.shape != state.grid.shape:
             raise GridError(

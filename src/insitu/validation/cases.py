@@ -190,6 +190,19 @@ def rfa_published() -> list[Row]:
     rows += rc.size_rows("V6", v6, rc.V6_PUBLISHED, "2 cm tip, in vivo, 12 min")
     v7 = rc.run_block(rc.v7_setup(), damage_model=criterion).metrics
     rows += rc.size_rows("V7", v7, rc.V7_PUBLISHED, "2 cm tip, ex vivo 21 °C, 12 min")
+    # grid convergence (issue 4): the same ablation at 0.5 mm changes each axis by < 1 mm
+    fine = rc.run_block(rc.v7_setup(spacing_mm=0.5), damage_model=criterion).metrics
+    for axis in ("long", "short"):
+        rows.append(
+            Row.below(
+                "IN-RF-GRID",
+                f"|{axis} axis at 0.5 mm − at 1 mm| (mm), V7 setting ({fine[axis + '_axis_mm']:.2f} vs "
+                f"{v7[axis + '_axis_mm']:.2f})",
+                abs(fine[axis + "_axis_mm"] - v7[axis + "_axis_mm"]),
+                1.0,
+                "issue 4: grid convergence 1 mm → 0.5 mm, each axis < 1 mm",
+            )
+        )
     sads = {}
     for flow in (10.0, 20.0, 30.0, 40.0, 50.0):
         sads[flow] = rc.run_block(rc.v8_setup(flow), damage_model=criterion).metrics["short_axis_mm"]
