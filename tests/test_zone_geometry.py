@@ -61,14 +61,17 @@ def test_empty_zone_has_zero_axes():
 )
 def test_a_level_field_gives_sub_voxel_axes(radius, half_length, offset):
     """With the continuous level (here the spheroid's implicit function) the boundary is interpolated between voxel
-    centres: the axes agree with the continuous shape to a tenth of a voxel (the voxel set alone: ±1 voxel)."""
+    centres: the axes agree with the continuous shape to a small fraction of a voxel (the voxel set alone: ±1)."""
     grid = _grid(shape=(48, 48, 48), spacing=(1.0, 1.0, 1.0))
     centre = np.array([24.0, 24.0, 24.0]) + np.asarray(offset)
     p = grid.world_coordinates_mm(np.float64) - centre
     level = 1.0 - np.sqrt((p[..., 2] / half_length) ** 2 + (p[..., 0] / radius) ** 2 + (p[..., 1] / radius) ** 2)
     zone = level >= 0.0
     axes = zone_axes_mm(zone, grid, np.array([0.0, 0.0, 1.0]), level=level.astype(np.float32))
-    assert axes["long_axis_mm"] == pytest.approx(2 * half_length, abs=0.1)
+    # boundary points lie on grid lines: an end whose apex falls between them (≤ h/√2 off) is missed by at most
+    # d²/(2R), R the surface's radius of curvature there (r²/L at the poles, L²/r ≥ r at the equator), h = 1 mm
+    pole_mm = 0.5 / (2 * radius**2 / half_length)
+    assert axes["long_axis_mm"] == pytest.approx(2 * half_length, abs=0.05 + 2 * pole_mm)
     assert axes["short_axis_mm"] == pytest.approx(2 * radius, abs=0.15)
     assert axes["zone_volume_ml"] == pytest.approx(np.count_nonzero(zone) * 1e-3)
 
