@@ -59,3 +59,27 @@ def load_catalog(folder: Path = _FOLDER) -> tuple[Device, ...]:
                 )
             )
     return tuple(devices)
+
+
+def device_for(name: str | None, therapy: str, label: str, what: str) -> Device:
+    """The catalog device ``name`` of ``therapy``; one-line errors for a missing name, an unknown one (with close
+    names) and a device of another therapy. ``label`` ("RF") and ``what`` ("RF electrode") word the messages."""
+    import difflib
+
+    devices = {device.name: device for device in load_catalog()}
+    names = sorted(n for n, d in devices.items() if d.therapy == therapy)
+    from insitu.errors import PlanError
+
+    if name is None:
+        raise PlanError(f"a {therapy} step names no device", f"give device: one of {', '.join(names)}")
+    if name not in devices:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+        raise RegistryError(f"unknown {label} device {name!r}", f"{hint}known {label} devices: {', '.join(names)}")
+    device = devices[name]
+    if device.therapy != therapy:
+        article = "an" if what[:1] in "aeiouAEIOU" or what.startswith(("RF", "MW")) else "a"
+        raise PlanError(
+            f"device {name!r} is a {device.therapy} device, not {article} {what}", f"choose one of {', '.join(names)}"
+        )
+    return device

@@ -19,7 +19,7 @@ its insensitivity shown in tests/test_mwa.py.
 **Cooling.** A water- or gas-cooled shaft is a Dirichlet wall of the thermal grid at the coolant temperature over the
 catalog's ``cooled_length_mm`` (the catheter's outer radius, sub-voxel faces as RFA's cooled electrode, never voxels
 of metal: they would cut the explicit step twentyfold). Water boiling at 99–100 °C takes its latent heat as in RFA
-(``rfa._vaporization``).
+(``thermal.tissue_water_vaporization``).
 
 Limits (documented, not hidden): the EM model is homogeneous — the tissue at the tip everywhere; the thermal model
 sees every tissue and vessel. Tissue shrinkage and the vapour's own transport are not modelled.
@@ -27,7 +27,6 @@ sees every tissue and vessel. Tissue shrinkage and the vapour's own transport ar
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -35,12 +34,20 @@ import numpy as np
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
 
-from insitu.devices.catalog import Device, load_catalog
+from insitu.devices.catalog import Device, device_for
 from insitu.errors import InsituError, PlanError, RegistryError
 from insitu.plan import Step
 from insitu.simulation import StepContext, StepResult
 from insitu.state import TissueState
-from insitu.therapies.thermal import close_thermal_region, open_thermal_region, thermal_crop, zone_level
+from insitu.therapies.placement import active_mask, axis_from_placement, check_path, mark_line_metal, to_physics_frame
+from insitu.therapies.thermal import (
+    close_thermal_region,
+    open_thermal_region,
+    thermal_crop,
+    tissue_water_vaporization,
+    wall_face_factors,
+    zone_level,
+)
 from insitu.therapies.zone_geometry import zone_axes_mm
 
 MW_THERAPY = "mwa"
@@ -129,20 +136,7 @@ def _builders() -> dict:
 
 def mw_device(name: str | None) -> Device:
     """The MW antenna called ``name`` from the catalog; one-line errors for unknown names and other therapies."""
-    devices = {device.name: device for device in load_catalog()}
-    mw_names = sorted(n for n, d in devices.items() if d.therapy == MW_THERAPY)
-    if name is None:
-        raise PlanError("an MWA step names no device", f"give device: one of {', '.join(mw_names)}")
-    if name not in devices:
-        close = difflib.get_close_matches(name, mw_names, n=3)
-        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
-        raise RegistryError(f"unknown MW antenna {name!r}", f"{hint}known MW antennas: {', '.join(mw_names)}")
-    device = devices[name]
-    if device.therapy != MW_THERAPY:
-        raise PlanError(
-            f"device {name!r} is a {device.therapy} device, not a microwave antenna",
-            f"choose one of {', '.join(mw_names)}",
-        )
+    device = device_for(name, MW_THERAPY, "MW", "microwave antenna")
     builder = device.parameters.get("antenna_builder")
     if builder not in _builders():
         raise RegistryError(
@@ -187,22 +181,6 @@ def check_step(step: Step) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ geometry
-def _axis(step: Step) -> tuple[np.ndarray, np.ndarray]:
-    """(tip, unit insertion direction) in LPS mm."""
-    placement = step.placement
-    tip = np.asarray(placement.point_mm, dtype=float)
-    if placement.entry_mm is not None:
-        direction = tip - np.asarray(placement.entry_mm, dtype=float)
-    elif placement.direction is not None:
-        direction = np.asarray(placement.direction, dtype=float)
-    else:
-        raise PlanError("an MW antenna needs an axis", "give placement.direction (entry → tip) or entry_mm")
-    norm = float(np.linalg.norm(direction))
-    if norm == 0.0:
-        raise PlanError("the antenna's entry and tip coincide", "give an entry point away from the tip")
-    return tip, direction / norm
-
-
 def _frame(r_feed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Two unit vectors perpendicular to ``r_feed`` (and to each other)."""
     helper = np.eye(3)[int(np.argmin(np.abs(r_feed)))]
@@ -317,7 +295,6 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
     from insitu.physics.applicator import MetalSegment
     from insitu.physics.electrode_raster import rasterize_metal
     from insitu.physics.microwave import MicrowaveModel
-    from insitu.therapies import rfa
 
     protocol = MWAProtocol.model_validate(step.protocol)
     label = f"step {step.label or step.therapy}"
@@ -326,8 +303,8 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
     parameters = device.parameters
     antenna = mw_antenna(device, protocol)
     cooled = _cooled(device, protocol)
-    tip_mm, direction_mm = _axis(step)
-    rfa.check_path(state, context, tip_mm, direction_mm, label)
+    tip_mm, direction_mm = axis_from_placement(step)
+    check_path(state, context, tip_mm, direction_mm, label)
 
     # the EM model in the tissue at the tip (homogeneous), with the state's temperature there
     tissue = _mw_tissue(state, context, tip_mm)
@@ -357,13 +334,13 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
     reach_mm = float(rc[significant[:, 0].max()]) * 1e3
     z_lo_mm, z_hi_mm = float(zc[significant[:, 1].min()]) * 1e3, float(zc[significant[:, 1].max()]) * 1e3
     ends = np.array([tip_mm - z_lo_mm * direction_mm, tip_mm - z_hi_mm * direction_mm])  # feed = −insertion
-    active = rfa._active_mask(state.grid, np.vstack([ends - reach_mm, ends + reach_mm]))
+    active = active_mask(state.grid, np.vstack([ends - reach_mm, ends + reach_mm]))
     total_s = protocol.duration_s + protocol.cooldown_s
     sub, slices = thermal_crop(state, context, active, total_s, protocol.region_margin_mm)
 
     # the antenna in the sub-grid's physics frame (z, y, x metres)
-    tip_m = rfa._to_physics_frame(sub, tip_mm)
-    ahead_m = rfa._to_physics_frame(sub, tip_mm + direction_mm)
+    tip_m = to_physics_frame(sub, tip_mm)
+    ahead_m = to_physics_frame(sub, tip_mm + direction_mm)
     insert_dir = (ahead_m - tip_m) / np.linalg.norm(ahead_m - tip_m)
     feed_dir = -insert_dir
     spacing_m = tuple(s * 1e-3 for s in sub.spacing_kji_mm)
@@ -380,14 +357,14 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
         distal = tip_m + insert_dir * max(antenna.catheter_tip_m - radius, 0.0)
         wall = MetalSegment(tuple(distal), tuple(tip_m - insert_dir * cooled_length_m), radius, cooled=True)
         raster = rasterize_metal([wall], sub.shape, spacing_m)
-        rfa._mark_thin_metal(raster, [wall], spacing_m)
+        mark_line_metal(raster, [wall], spacing_m)
         held = raster.cooled & raster.inside
-        faces = rfa._wall_face_factors(held, raster.face_fraction)
+        faces = wall_face_factors(held, raster.face_fraction)
     index = state.tissue_index[slices]
     region = open_thermal_region(
         state, context, sub, slices, total_s, dirichlet_mask=held,
         dirichlet_temperature_c=coolant_c if cooled else None, face_factors=faces,
-        phase_change=rfa._vaporization(context, index), occlusion=protocol.inflow_occlusion,
+        phase_change=tissue_water_vaporization(context, index), occlusion=protocol.inflow_occlusion,
     )  # fmt: skip
 
     # SAR (r, z) → voxels of the box holding the EM model's tissue cylinder; T (voxels) → (r, z) cells

@@ -26,35 +26,23 @@ the shaft, made perpendicular to it.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import math
 from collections.abc import Callable
 
 import numpy as np
 
-from insitu.devices.catalog import Device, load_catalog
-from insitu.errors import PlanError, RegistryError
+from insitu.devices.catalog import Device, device_for
+from insitu.errors import PlanError
 from insitu.physics.applicator import MetalSegment
 
 RF_THERAPY = "rfa"
 _MM = 1e-3
 
 
-def rf_device(name: str) -> Device:
+def rf_device(name: str | None) -> Device:
     """The RF device called ``name`` from the catalog; a one-line error suggests close names otherwise."""
-    devices = {device.name: device for device in load_catalog()}
-    rf_names = sorted(n for n, d in devices.items() if d.therapy == RF_THERAPY)
-    if name not in devices:
-        close = difflib.get_close_matches(name, rf_names, n=3)
-        hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
-        raise RegistryError(f"unknown RF device {name!r}", f"{hint}known RF devices: {', '.join(rf_names)}")
-    device = devices[name]
-    if device.therapy != RF_THERAPY:
-        raise PlanError(
-            f"device {name!r} is a {device.therapy} device, not an RF electrode",
-            f"choose one of {', '.join(rf_names)}",
-        )
+    device = device_for(name, RF_THERAPY, "RF", "RF electrode")
     _layout(device)
     return device
 

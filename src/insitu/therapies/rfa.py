@@ -24,12 +24,18 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from insitu.errors import PlanError
-from insitu.grid import Grid
-from insitu.physics.bioheat import PhaseChange
 from insitu.plan import Step
 from insitu.simulation import StepContext, StepResult
 from insitu.state import TissueState
-from insitu.therapies.thermal import close_thermal_region, open_thermal_region, thermal_crop, zone_level
+from insitu.therapies.placement import active_mask, axis_from_placement, check_path, mark_line_metal, to_physics_frame
+from insitu.therapies.thermal import (
+    close_thermal_region,
+    open_thermal_region,
+    thermal_crop,
+    tissue_water_vaporization,
+    wall_face_factors,
+    zone_level,
+)
 from insitu.therapies.zone_geometry import zone_axes_mm
 
 DEFAULT_POTENTIAL_UPDATE_S = 10.0  # re-solve cadence; the zone is insensitive to it (tests/test_rfa.py)
@@ -47,18 +53,6 @@ RESOLVE_TOLERANCE = 0.05  # re-solve at once when the estimated conductance has 
 # voxels must stop heating at once, not at the next scheduled solve)
 RESOLVE_LOCAL_SHARE = 0.02
 LOCAL_CHANGE = 0.5
-PATH_SAMPLE_FRACTION = 0.5  # trajectory checked every half voxel
-BONE_TISSUES = ("bone_cortical", "bone_cancellous")
-# a cooled wall closer than half a voxel to a free centre is placed at half a voxel: the explicit step's bound
-# then falls by at most a seventh (one face of six doubled), and the wall is still within h/2 of where it is
-THERMAL_THETA_MIN = 0.5
-# Tissue water boiling off at 99–100 °C: water mass fraction 0.68 × water density 958 kg/m³ (at 100 °C) × latent
-# heat 2.257 MJ/kg = 2.162e9 J/m³, spread over 1 K — the apparent-heat-capacity model of the Berjano group's RFA
-# papers (recalled, not re-read; the product checks arithmetically; /tmp research notes, Abraham & Sparrow 2007 use
-# the same enthalpy idea). Applied to every soft tissue (water-rich); none in air and bone.
-VAPORIZATION_J_M3 = 2.162e9
-VAPORIZATION_START_C = 99.0
-VAPORIZATION_WIDTH_K = 1.0
 
 
 class RFAProtocol(BaseModel):
@@ -118,78 +112,6 @@ class GeneratorLog:
         }
 
 
-def axis_from_placement(step: Step) -> tuple[np.ndarray, np.ndarray]:
-    """(tip point, unit insertion direction) in LPS mm from the step's placement."""
-    placement = step.placement
-    tip = np.asarray(placement.point_mm, dtype=float)
-    if placement.entry_mm is not None:
-        direction = tip - np.asarray(placement.entry_mm, dtype=float)
-    elif placement.direction is not None:
-        direction = np.asarray(placement.direction, dtype=float)
-    else:
-        raise PlanError(
-            "an RF electrode needs an axis", "give placement.direction (entry → tip) or entry_mm with target_mm"
-        )
-    norm = float(np.linalg.norm(direction))
-    if norm == 0.0:
-        raise PlanError("the electrode's entry and tip coincide", "give an entry point away from the tip")
-    return tip, direction / norm
-
-
-def _to_physics_frame(sub: Grid, points_mm: np.ndarray) -> np.ndarray:
-    """LPS mm → (z, y, x) metres of the sub-grid's index frame (voxel (k, j, i) centre at (k·dz, j·dy, i·dx))."""
-    ijk = sub.world_to_index(points_mm)
-    return ijk[..., ::-1] * (np.asarray(sub.spacing_kji_mm) * 1e-3)
-
-
-def _from_physics_frame(sub: Grid, points_m: np.ndarray) -> np.ndarray:
-    kji = np.asarray(points_m) / (np.asarray(sub.spacing_kji_mm) * 1e-3)
-    return sub.index_to_world(kji[..., ::-1])
-
-
-def check_path(state: TissueState, context: StepContext, tip_mm: np.ndarray, direction: np.ndarray, label: str) -> None:
-    """The tip must be in tissue and the track from the tip back to the skin must not cross bone."""
-    grid = state.grid
-    library = context.library
-    air = library.index_of("air")
-    bone = {library.index_of(name) for name in BONE_TISSUES if name in library}
-    step_mm = PATH_SAMPLE_FRACTION * min(grid.spacing_mm)
-    if not bool(grid.contains_world(tip_mm)):
-        raise PlanError(f"{label}: the electrode tip {tuple(np.round(tip_mm, 1))} mm lies outside the image", "move it")
-    k, j, i = grid.world_to_kji(tip_mm)
-    if state.tissue_index[k, j, i] == air:
-        raise PlanError(
-            f"{label}: the electrode tip {tuple(np.round(tip_mm, 1))} mm lies outside the body (air)",
-            "place the tip in tissue",
-        )
-    distance = 0.0
-    while True:
-        point = tip_mm - distance * direction
-        if not bool(grid.contains_world(point)):
-            return
-        k, j, i = grid.world_to_kji(point)
-        tissue = int(state.tissue_index[k, j, i])
-        if tissue == air:
-            return  # reached the skin
-        if tissue in bone:
-            raise PlanError(
-                f"{label}: the electrode track crosses bone ({library.names[tissue]}) at "
-                f"{tuple(np.round(point, 1))} mm, {distance:.0f} mm behind the tip",
-                "choose an entry point between the ribs or another angle",
-            )
-        distance += step_mm
-
-
-def _active_mask(grid: Grid, points_mm: np.ndarray) -> np.ndarray:
-    """Voxels of the index box spanned by ``points_mm`` (clipped to the grid): what the crop must hold."""
-    ijk = grid.world_to_index(points_mm)
-    lo = np.clip(np.floor(ijk.min(axis=0)).astype(int), 0, np.asarray(grid.shape[::-1]) - 1)
-    hi = np.clip(np.ceil(ijk.max(axis=0)).astype(int), 0, np.asarray(grid.shape[::-1]) - 1)
-    mask = np.zeros(grid.shape, dtype=bool)
-    mask[lo[2] : hi[2] + 1, lo[1] : hi[1] + 1, lo[0] : hi[0] + 1] = True
-    return mask
-
-
 def _conductivity_tables(context: StepContext) -> tuple[np.ndarray, np.ndarray]:
     library = context.library
     sigma = np.nan_to_num(library.property_table("electrical_conductivity_s_m"), nan=0.0)
@@ -212,8 +134,6 @@ def check_step(step: Step) -> None:
     """Plan-time checks: a known RF device and a generator setting it can run (one-line errors)."""
     from insitu.therapies.rf_devices import rf_device
 
-    if step.device is None:
-        raise PlanError("an RFA step names no device", "give device: one of `insitu devices` (therapy rfa)")
     _generator_for(rf_device(step.device), RFAProtocol.model_validate(step.protocol))
 
 
@@ -237,18 +157,18 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
     world_segments = rf_metal_segments(device, tip_mm * 1e-3, direction_mm, roll)  # metres, LPS frame
     conducting = np.array([p for s in world_segments if s.conducting for p in (s.start_m, s.end_m)]) * 1e3
     reach_mm = max(s.radius_m for s in world_segments) * 1e3
-    active = _active_mask(state.grid, np.vstack([conducting - reach_mm, conducting + reach_mm]))
+    active = active_mask(state.grid, np.vstack([conducting - reach_mm, conducting + reach_mm]))
     total_s = protocol.duration_s + protocol.cooldown_s
     sub, slices = thermal_crop(state, context, active, total_s, protocol.region_margin_mm)
 
     # metal on the sub-grid's physics frame
-    tip_m = _to_physics_frame(sub, tip_mm)
-    ahead_m = _to_physics_frame(sub, tip_mm + direction_mm)
+    tip_m = to_physics_frame(sub, tip_mm)
+    ahead_m = to_physics_frame(sub, tip_mm + direction_mm)
     segments = rf_metal_segments(device, tip_m, (ahead_m - tip_m) / np.linalg.norm(ahead_m - tip_m), roll)
     spacing_m = tuple(s * 1e-3 for s in sub.spacing_kji_mm)
     _check_exposed_length(device, sub.spacing_mm)
     raster = rasterize_metal(segments, sub.shape, spacing_m)
-    thin = _mark_thin_metal(raster, segments, spacing_m)
+    thin = mark_line_metal(raster, segments, spacing_m)
     coolant_c = protocol.coolant_temperature_c
     if coolant_c is None:
         coolant_c = float(parameters.get("coolant_temperature_c", state.body_temperature_c))
@@ -257,8 +177,9 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
     region = open_thermal_region(
         state, context, sub, slices, total_s, dirichlet_mask=held if any_held else None,
         dirichlet_temperature_c=coolant_c if any_held else None,
-        face_factors=_wall_face_factors(held, wall_face_fractions(segments, raster)) if any_held else None,
-        phase_change=_vaporization(context, state.tissue_index[slices]), occlusion=protocol.inflow_occlusion,
+        face_factors=wall_face_factors(held, wall_face_fractions(segments, raster)) if any_held else None,
+        phase_change=tissue_water_vaporization(context, state.tissue_index[slices]),
+        occlusion=protocol.inflow_occlusion,
     )  # fmt: skip
 
     # the electric problem on a box around the conducting metal (the field decays as r⁻² away from it); the
@@ -273,7 +194,7 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
     ]
     e_shape = tuple(sl.stop - sl.start for sl in es)
     e_raster = rasterize_metal(electric_segments, e_shape, spacing_m)
-    _mark_thin_metal(e_raster, electric_segments, spacing_m)
+    mark_line_metal(e_raster, electric_segments, spacing_m)
     index = np.ascontiguousarray(state.tissue_index[slices][es])
     sigma37 = sigma_table[index]
     alpha = alpha_table[index]
@@ -434,31 +355,6 @@ def _conductance_change(joule_unit, sigma_now, sigma_ref, voxel_m3, local_change
     return total * voxel_m3, moved / power if power > 0.0 else 0.0
 
 
-def _mark_thin_metal(raster, segments, spacing_m) -> int:
-    """A conducting segment thinner than the voxels may cover no voxel centre: mark the voxels its axis passes
-    through (a line electrode; its effective radius is then the grid's, ≈ 0.2 h, not the device's). Returns the
-    number of segments so marked."""
-    marked = 0
-    h = np.asarray(spacing_m)
-    shape = np.asarray(raster.shape)
-    for seg in segments:
-        if not seg.conducting:
-            continue
-        a, b = np.asarray(seg.start_m), np.asarray(seg.end_m)
-        n = max(2, int(np.ceil(np.linalg.norm(b - a) / (0.25 * h.min()))) + 1)
-        points = a + np.linspace(0.0, 1.0, n)[:, None] * (b - a)
-        voxels = np.unique(np.round(points / h).astype(int), axis=0)
-        voxels = voxels[np.all((voxels >= 0) & (voxels < shape), axis=1)]
-        k, j, i = voxels.T
-        if voxels.size == 0 or np.any(raster.terminal[k, j, i] == seg.electrode):
-            continue
-        raster.terminal[k, j, i] = seg.electrode
-        raster.inside[k, j, i] = True
-        raster.cooled[k, j, i] |= seg.cooled
-        marked += 1
-    return marked
-
-
 def _check_exposed_length(device, spacing_mm) -> None:
     """An exposed electrode shorter than a voxel cannot be resolved: say so instead of simulating a dot."""
     exposed = float(device.parameters.get("exposed_tip_mm", 0.0) or 0.0)
@@ -492,34 +388,6 @@ def _spreading_resistance_ohm(sigma: np.ndarray, spacing_m) -> float:
         return 0.0
     radius_m = (3.0 * sigma.size * float(np.prod(spacing_m)) / (4.0 * math.pi)) ** (1.0 / 3.0)
     return 1.0 / (4.0 * math.pi * float(np.median(conducting)) * radius_m)
-
-
-def _vaporization(context: StepContext, index: np.ndarray) -> PhaseChange:
-    """Latent heat of tissue water over 99–100 °C in soft tissue (none in air and bone)."""
-    library = context.library
-    dry = [library.index_of("air"), *(library.index_of(n) for n in BONE_TISSUES if n in library)]
-    table = np.full(len(library.names), VAPORIZATION_J_M3, np.float32)
-    table[dry] = 0.0
-    return PhaseChange(table[index], VAPORIZATION_START_C, VAPORIZATION_WIDTH_K)
-
-
-def _wall_face_factors(held: np.ndarray, fractions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """1/θ on the faces between held (cooled metal) and free voxels, θ clamped at THERMAL_THETA_MIN; 1 elsewhere."""
-    out = []
-    for axis, theta in enumerate(fractions):
-        pad = [(0, 0)] * 3
-        pad[axis] = (1, 1)
-        h = np.pad(held, pad)
-        lo = [slice(None)] * 3
-        hi = [slice(None)] * 3
-        lo[axis] = slice(0, -1)
-        hi[axis] = slice(1, None)
-        cut = h[tuple(lo)] != h[tuple(hi)]
-        cut_faces = cut & (np.asarray(theta) < 1.0)
-        factor = np.ones(theta.shape, np.float32)
-        factor[cut_faces] = 1.0 / np.maximum(np.asarray(theta)[cut_faces], THERMAL_THETA_MIN)
-        out.append(factor)
-    return out[0], out[1], out[2]
 
 
 def _drive_pattern(device, terminal: int | None) -> dict[int, float]:

@@ -35,6 +35,17 @@ GAS_FILM_W_M2K = 10.0
 CROP_DIFFUSION_LENGTHS = 4.0
 CROP_MIN_MARGIN_MM = 15.0
 ABLATION_FIELD = "ablation_zone"
+# a cooled wall closer than half a voxel to a free centre is placed at half a voxel: the explicit step's bound
+# then falls by at most a seventh (one face of six doubled), and the wall is still within h/2 of where it is
+THERMAL_THETA_MIN = 0.5
+# Tissue water boiling off at 99–100 °C: water mass fraction 0.68 × water density 958 kg/m³ (at 100 °C) × latent
+# heat 2.257 MJ/kg = 2.162e9 J/m³, spread over 1 K — the apparent-heat-capacity model of the Berjano group's RFA
+# papers (recalled, not re-read; the product checks arithmetically; Abraham & Sparrow 2007 use
+# the same enthalpy idea). Applied to every soft tissue (water-rich); none in air and bone.
+VAPORIZATION_J_M3 = 2.162e9
+DRY_TISSUES = ("bone_cortical", "bone_cancellous")  # no tissue water to boil (with air)
+VAPORIZATION_START_C = 99.0
+VAPORIZATION_WIDTH_K = 1.0
 
 
 def _damage_models(plan_criterion: str) -> tuple[str, ...]:
@@ -323,3 +334,34 @@ def _zone_metrics(zone: np.ndarray, peak: np.ndarray, context: StepContext, stat
         target = context.patient.structure(name).mask
         metrics[f"coverage_{name}"] = float(np.count_nonzero(zone & target)) / max(1, int(np.count_nonzero(target)))
     return metrics
+
+
+def tissue_water_vaporization(context: StepContext, index: np.ndarray) -> PhaseChange:
+    """Latent heat of tissue water over 99–100 °C in soft tissue (none in air and bone)."""
+    library = context.library
+    dry = [
+        library.index_of("air"),
+        *(library.index_of(n) for n in ("bone_cortical", "bone_cancellous") if n in library),
+    ]
+    table = np.full(len(library.names), VAPORIZATION_J_M3, np.float32)
+    table[dry] = 0.0
+    return PhaseChange(table[index], VAPORIZATION_START_C, VAPORIZATION_WIDTH_K)
+
+
+def wall_face_factors(held: np.ndarray, fractions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """1/θ on the faces between held (cooled metal) and free voxels, θ clamped at THERMAL_THETA_MIN; 1 elsewhere."""
+    out = []
+    for axis, theta in enumerate(fractions):
+        pad = [(0, 0)] * 3
+        pad[axis] = (1, 1)
+        h = np.pad(held, pad)
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis] = slice(0, -1)
+        hi[axis] = slice(1, None)
+        cut = h[tuple(lo)] != h[tuple(hi)]
+        cut_faces = cut & (np.asarray(theta) < 1.0)
+        factor = np.ones(theta.shape, np.float32)
+        factor[cut_faces] = 1.0 / np.maximum(np.asarray(theta)[cut_faces], THERMAL_THETA_MIN)
+        out.append(factor)
+    return out[0], out[1], out[2]
