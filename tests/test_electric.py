@@ -31,7 +31,7 @@ from insitu.physics.electric_verification import (
     shell_power_exact,
     surface_ground,
 )
-from insitu.physics.electrode_raster import metal_bounding_box, rasterize_metal, ray_capsule_entry
+from insitu.physics.electrode_raster import metal_bounding_box, rasterize_metal, ray_capsule_entry, wall_face_fractions
 from insitu.physics.multigrid import EllipticOperator, MultigridSolver
 
 H = 0.5e-3  # m, the spacing of the small test grids
@@ -464,3 +464,20 @@ def test_bad_temperature_inputs():
         conductivity_at_temperature(0.35, 0.02, np.array([37.0, np.nan]))
     with pytest.raises(PhysicsError, match="has shape"):
         conductivity_at_temperature(np.ones(3), 0.02, np.ones(4))
+
+
+def test_cooled_wall_faces_are_placed_on_the_insulated_shaft_too():
+    """wall_face_fractions: θ on the faces from tissue to *cooled* metal (the insulated shaft included), the exact
+    distance to the cylinder along the face normal; the conducting fractions know only the exposed metal."""
+    n = 16
+    axis_j, axis_i, r = 8 * H, 8 * H, 0.8e-3  # a cylinder along k through a voxel centre, radius 1.6 voxels
+    tip = MetalSegment((2 * H, axis_j, axis_i), (6 * H, axis_j, axis_i), r, cooled=True)
+    shaft = MetalSegment((6 * H, axis_j, axis_i), (40 * H, axis_j, axis_i), r, conducting=False, cooled=True)
+    raster = rasterize_metal([tip, shaft], (n,) * 3, (H,) * 3)
+    _, _, fi = wall_face_fractions([tip, shaft], raster)
+    # voxel (k, 8, 10) is free (2 voxels = 1 mm from the axis); its −i face leads to the held voxel (k, 8, 9):
+    # the wall is 1 mm − 0.8 mm = 0.2 mm = 0.4 voxel away along −i
+    for k in (4, 12):  # on the exposed tip and on the insulated shaft
+        assert raster.cooled[k, 8, 9] and not raster.inside[k, 8, 10]
+        assert fi[k, 8, 10] == pytest.approx(0.4, abs=1e-6)
+    assert raster.face_fraction[2][12, 8, 10] == 1.0  # the conducting fractions stop where the shaft begins

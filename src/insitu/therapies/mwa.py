@@ -91,41 +91,8 @@ protocol_model = MWAProtocol
 
 
 # ------------------------------------------------------------------------------------------------ devices
-def neuwave_like_antenna():
-    """A generic 17-gauge gas-cooled 2.45 GHz antenna ("NeuWave-like", not vendor data).
-
-    17 G shaft (1.47 mm, ISO 9626); UT-034-class coax (0.20 / 0.66 / 0.86 mm diameters, recalled); slot 1 mm wide, its
-    distal edge 6 mm from the tip (assumed); catheter wall 0.1 mm, ε_r 2.1. The CO₂-cooled lumen is modelled as the
-    catheter's dielectric (ε_r 2.1 instead of gas, ε_r 1: assumed), so the EM model is the uncooled variant; the
-    cooling is the thermal wall. Status: recalled/assumed throughout.
-    """
-    from insitu.physics.microwave import CoaxialAntenna
-
-    return CoaxialAntenna(
-        name="neuwave-like gas-cooled slot 2.45 GHz",
-        frequency_hz=2.45e9,
-        inner_radius_m=0.1e-3,
-        dielectric_radius_m=0.33e-3,
-        dielectric_eps_r=2.03,
-        outer_conductor_thickness_m=0.1e-3,
-        kind="slot",
-        radiator_length_m=6.0e-3,
-        slot_width_m=1.0e-3,
-        catheter_outer_radius_m=0.735e-3,
-        catheter_thickness_m=0.1e-3,
-        catheter_eps_r=2.1,
-        catheter_tip_m=1.5e-3,
-        cooled=False,
-        sources={
-            "shaft": "17 gauge = 1.47 mm outer diameter (ISO 9626); NeuWave 17 G probes recalled",
-            "coax": "UT-034 class semi-rigid coax, recalled",
-            "slot, catheter, lumen": "assumed generic values, not vendor data",
-        },
-    )
-
-
 def _builders() -> dict:
-    from insitu.physics.microwave import dipole_915mhz_antenna, emprint_like_antenna
+    from insitu.physics.microwave import dipole_915mhz_antenna, emprint_like_antenna, neuwave_like_antenna
 
     return {
         "emprint_like_antenna": emprint_like_antenna,
