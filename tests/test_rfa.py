@@ -63,6 +63,38 @@ def test_zone_does_not_depend_on_the_potential_re_solve_interval():
     assert a["delivered_energy_j"] == pytest.approx(b["delivered_energy_j"], rel=0.03)
 
 
+def test_conductance_estimate_and_the_local_trigger_share():
+    """Between solves G moves by Σ Q₁·(σ/σ₀ − 1)·V (first order, σ/σ₀ capped at 1.5); the local trigger's share counts
+    the field's power in voxels whose σ moved by more than half, weighted by what they would draw."""
+    from insitu.therapies.rfa import LOCAL_CHANGE, _conductance_change
+
+    q = np.array([4.0, 3.0, 2.0, 1.0], np.float32).reshape(1, 1, 4)  # W/m³ per V², sums to 10
+    ref = np.ones((1, 1, 4), np.float32)
+    now = np.array([1.1, 0.4, 3.0, 1.0], np.float32).reshape(1, 1, 4)  # +10 %, boiled (−60 %), regained (×3), same
+    change, share = _conductance_change(q, now, ref, 2.0, LOCAL_CHANGE)
+    assert change == pytest.approx(2.0 * (4.0 * 0.1 + 3.0 * -0.6 + 2.0 * 0.5), rel=1e-6)  # the ×3 capped at 1.5
+    assert share == pytest.approx((3.0 * 1.0 + 2.0 * 3.0) / 10.0, rel=1e-6)
+    # no change: no estimate, no share
+    assert _conductance_change(q, ref, ref, 2.0, LOCAL_CHANGE) == (0.0, 0.0)
+
+
+def test_boiling_next_to_the_electrode_forces_a_re_solve_before_the_cadence():
+    """With the longest cadence allowed (120 s, half the run), the field is still re-solved as tissue boils at the
+    electrode (the local trigger) and the zone stays that of a 10 s cadence within a voxel."""
+    runs = {}
+    for interval in (10.0, 120.0):
+        setup = BlockSetup(
+            "rf-cooled-17g-20mm", 240.0, 21.0, 0.0, spacing_mm=1.0, half_size_mm=25.0,
+            potential_update_s=interval,
+        )  # fmt: skip
+        runs[interval] = run_block(setup).metrics
+    lazy, regular = runs[120.0], runs[10.0]
+    assert lazy["rolloffs"] >= 1  # the impedance controller met boiling tissue
+    assert lazy["potential_solves"] >= 2 * lazy["rolloffs"]  # each roll-off re-solved, not only the first solve
+    assert abs(lazy["long_axis_mm"] - regular["long_axis_mm"]) <= 1.0
+    assert abs(lazy["short_axis_mm"] - regular["short_axis_mm"]) <= 1.0
+
+
 SMALL = BlockSetup("rf-cooled-17g-20mm", 10.0, 37.0, 0.0, spacing_mm=1.0, half_size_mm=20.0)
 
 

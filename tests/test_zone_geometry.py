@@ -50,7 +50,13 @@ def test_spheroid_axes_match_its_semi_axes_in_any_direction(radius, half_length,
 def test_empty_zone_has_zero_axes():
     grid = _grid()
     axes = zone_axes_mm(np.zeros(grid.shape, bool), grid, np.array([1.0, 0.0, 0.0]))
-    assert axes == {"long_axis_mm": 0.0, "short_axis_mm": 0.0, "zone_volume_ml": 0.0}
+    assert axes == {
+        "long_axis_mm": 0.0,
+        "short_axis_mm": 0.0,
+        "vertical_axis_mm": 0.0,
+        "zone_volume_ml": 0.0,
+        "ellipsoid_volume_ml": 0.0,
+    }
 
 
 @settings(max_examples=20, deadline=None)
@@ -74,6 +80,31 @@ def test_a_level_field_gives_sub_voxel_axes(radius, half_length, offset):
     assert axes["long_axis_mm"] == pytest.approx(2 * half_length, abs=0.05 + 2 * pole_mm)
     assert axes["short_axis_mm"] == pytest.approx(2 * radius, abs=0.15)
     assert axes["zone_volume_ml"] == pytest.approx(np.count_nonzero(zone) * 1e-3)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    semi_axes=st.tuples(st.floats(9.0, 16.0), st.floats(7.5, 12.0), st.floats(4.0, 7.0)),
+    offset=st.tuples(st.floats(-0.5, 0.5), st.floats(-0.5, 0.5), st.floats(-0.5, 0.5)),
+)
+def test_three_diameters_and_the_ellipsoid_volume_of_a_triaxial_zone(semi_axes, offset):
+    """A tri-axial ellipsoid along z (semi-axes c > a > b): Dl = 2c, Ds = 2a (the widest across), Dv = 2b (across
+    both), and π/6·Dl·Ds·Dv is its volume 4/3·π·abc, as gross-pathology studies compute a zone's volume."""
+    c, a, b = semi_axes
+    grid = _grid(shape=(48, 48, 48), spacing=(1.0, 1.0, 1.0))
+    centre = np.array([24.0, 24.0, 24.0]) + np.asarray(offset)
+    p = grid.world_coordinates_mm(np.float64) - centre
+    level = 1.0 - np.sqrt((p[..., 2] / c) ** 2 + (p[..., 0] / a) ** 2 + (p[..., 1] / b) ** 2)
+    zone = level >= 0.0
+    axes = zone_axes_mm(zone, grid, np.array([0.0, 0.0, 1.0]), level=level.astype(np.float32))
+    # extents from boundary points on grid lines: ends are missed by at most d²/(2R) (see the test above)
+    assert axes["long_axis_mm"] == pytest.approx(2 * c, abs=0.05 + c / (2 * b * b))
+    assert axes["short_axis_mm"] == pytest.approx(2 * a, abs=0.15 + a / (2 * b * b))
+    assert axes["vertical_axis_mm"] == pytest.approx(2 * b, abs=0.15)
+    exact_ml = 4.0 / 3.0 * np.pi * a * b * c * 1e-3
+    assert axes["ellipsoid_volume_ml"] == pytest.approx(exact_ml, rel=0.04)
+    # the voxel count of a smooth convex zone agrees with the ellipsoid figure to its surface voxels
+    assert axes["zone_volume_ml"] == pytest.approx(exact_ml, rel=0.1)
 
 
 def test_a_zone_touching_the_grid_face_ends_half_a_voxel_out():

@@ -1,11 +1,15 @@
 """Size of an ablation zone as clinicians report it: long axis along the applicator, short axis across it.
 
-Extents are Feret diameters: along the applicator's direction, and the largest over directions perpendicular to
-it; volume is the voxel count times the voxel volume. Without more information the zone is its voxel set (each
-voxel a box: extents good to ±1 voxel). With a continuous ``level`` field (positive inside, zero on the boundary:
-e.g. ln Ω for an Arrhenius zone) the boundary is located between each zone voxel and its outside neighbours by
-linear interpolation, and the extents are those of these boundary points: second-order accurate for a smooth
-field, so they can be compared across grids (a 1 mm grid's axes are not quantised to whole millimetres).
+Extents are Feret diameters: along the applicator's direction (long axis, Dl), the largest over directions
+perpendicular to it (short axis, Ds) and the one perpendicular to both (vertical axis, Dv); volume is the voxel count
+times the voxel volume. Gross-pathology studies report a zone's volume from its three diameters as the ellipsoid
+π/6·Dl·Ds·Dv, so that figure is given too (``ellipsoid_volume_ml``): compare like with like.
+
+Without more information the zone is its voxel set (each voxel a box: extents good to ±1 voxel). With a continuous
+``level`` field (positive inside, zero on the boundary: e.g. ln Ω for an Arrhenius zone) the boundary is located
+between each zone voxel and its outside neighbours by linear interpolation, and the extents are those of these
+boundary points: second-order accurate for a smooth field, so they can be compared across grids (a 1 mm grid's axes
+are not quantised to whole millimetres).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import numpy as np
 from insitu.grid import Grid
 
 PERPENDICULAR_DIRECTIONS = 36  # short axis: largest extent over this many directions (5° apart) in the cross plane
+AXES_KEYS = ("long_axis_mm", "short_axis_mm", "vertical_axis_mm", "zone_volume_ml", "ellipsoid_volume_ml")
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -59,13 +64,14 @@ def _boundary_points_kji(zone: np.ndarray, level: np.ndarray) -> np.ndarray:
 def zone_axes_mm(
     zone: np.ndarray, grid: Grid, axis_direction: np.ndarray, level: np.ndarray | None = None
 ) -> dict[str, float]:
-    """Long axis (along ``axis_direction``, LPS), short axis (largest perpendicular extent) and volume (mL); with
-    ``level`` (positive inside the zone, on the grid) the extents are sub-voxel (module docstring)."""
+    """Long axis (along ``axis_direction``, LPS), short axis (largest perpendicular extent), vertical axis (across
+    both), voxel volume and ellipsoid volume π/6·Dl·Ds·Dv (mL); with ``level`` (positive inside the zone, on the
+    grid) the extents are sub-voxel (module docstring)."""
     grid.require_array(zone, "ablation zone")
     count = int(np.count_nonzero(zone))
     volume_ml = count * grid.voxel_volume_ml
     if count == 0:
-        return {"long_axis_mm": 0.0, "short_axis_mm": 0.0, "zone_volume_ml": 0.0}
+        return {name: 0.0 for name in AXES_KEYS}
     d = _unit(axis_direction)
     helper = np.eye(3)[int(np.argmin(np.abs(d)))]
     u = _unit(np.cross(d, helper))
@@ -79,11 +85,19 @@ def zone_axes_mm(
         box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
         kji = _boundary_points_kji(zone[box], np.nan_to_num(level[box], nan=-1.0, neginf=-1.0)) + lo
         points = grid.index_to_world(kji[:, ::-1])
-        no_box = np.zeros((3, 3))
-        short = max(_extent_mm(points, direction, no_box) for direction in across)
-        return {"long_axis_mm": _extent_mm(points, d, no_box), "short_axis_mm": short, "zone_volume_ml": volume_ml}
-    k, j, i = np.nonzero(zone)
-    points = grid.index_to_world(np.stack([i, j, k], axis=-1).astype(float))
-    box_axes = (grid.direction @ np.diag(grid.spacing_mm)).T  # rows: the voxel's three edge vectors in LPS mm
-    short = max(_extent_mm(points, direction, box_axes) for direction in across)
-    return {"long_axis_mm": _extent_mm(points, d, box_axes), "short_axis_mm": short, "zone_volume_ml": volume_ml}
+        box_axes = np.zeros((3, 3))
+    else:
+        k, j, i = np.nonzero(zone)
+        points = grid.index_to_world(np.stack([i, j, k], axis=-1).astype(float))
+        box_axes = (grid.direction @ np.diag(grid.spacing_mm)).T  # rows: the voxel's three edge vectors in LPS mm
+    widths = [_extent_mm(points, direction, box_axes) for direction in across]
+    widest = int(np.argmax(widths))
+    long_mm = _extent_mm(points, d, box_axes)
+    vertical_mm = _extent_mm(points, np.cross(d, across[widest]), box_axes)
+    return {
+        "long_axis_mm": long_mm,
+        "short_axis_mm": widths[widest],
+        "vertical_axis_mm": vertical_mm,
+        "zone_volume_ml": volume_ml,
+        "ellipsoid_volume_ml": np.pi / 6.0 * long_mm * widths[widest] * vertical_mm * 1e-3,
+    }

@@ -144,6 +144,13 @@ def v8_published_sad_mm(flow_ml_min_100g: float) -> float:
     return 10.0 * (3.925 - 0.044 * flow_ml_min_100g)
 
 
+# Lee 2009 reports the volume with the diameters; its means fit the ellipsoid π/6·Dl·Ds·Dv with a third (vertical)
+# diameter between Ds and Dl (2.68 cm ex vivo, 2.10 cm in vivo), the formula this group's studies report with their
+# three diameters (Song et al. 2015, BJR 88:20140497 [S14]: Dl, Dv, Ds and volume). Inferred, the methods text was not
+# read; the voxel count is given beside it. A cooled electrode's zone is fuller than its ellipsoid (≈ +7 %).
+VOLUME_AS_REPORTED = "volume as the ellipsoid of the three diameters (inferred from the published means)"
+
+
 def size_rows(case_id: str, metrics: dict[str, float], published, setup_note: str) -> list:
     """Long axis, short axis and volume rows of one published ablation."""
     from insitu.validation.report import Row
@@ -152,7 +159,14 @@ def size_rows(case_id: str, metrics: dict[str, float], published, setup_note: st
     return [
         Row.within(case_id, f"long axis (mm), {setup_note}", metrics["long_axis_mm"], lad, rel, source),
         Row.within(case_id, f"short axis (mm), {setup_note}", metrics["short_axis_mm"], sad, rel, source),
-        Row.within(case_id, f"zone volume (mL), {setup_note}", metrics["zone_volume_ml"], vol, rel, source),
+        Row.within(
+            case_id,
+            f"ellipsoid volume π/6·Dl·Ds·Dv (mL), {setup_note} (voxel count {metrics['zone_volume_ml']:.2f})",
+            metrics["ellipsoid_volume_ml"],
+            vol,
+            rel,
+            f"{source}; {VOLUME_AS_REPORTED}",
+        ),
     ]
 
 
