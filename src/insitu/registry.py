@@ -143,6 +143,7 @@ _AVAILABLE_THERAPIES: dict[str, str] = {
     "prescribed_source": "insitu.therapies.prescribed_source",
     "rfa": "insitu.therapies.rfa",
     "mwa": "insitu.therapies.mwa",
+    "laser": "insitu.therapies.laser",
 }
 
 

@@ -42,6 +42,7 @@ from insitu.state import TissueState
 from insitu.therapies.placement import active_mask, axis_from_placement, check_path, mark_line_metal, to_physics_frame
 from insitu.therapies.thermal import (
     close_thermal_region,
+    held_time_mean,
     open_thermal_region,
     thermal_crop,
     tissue_water_vaporization,
@@ -244,10 +245,8 @@ class MWLog:
         }
 
     def held_mean(self, values: list[float], duration_s: float) -> float:
-        """Time mean of a value held constant over each re-solve interval up to ``duration_s``."""
-        times = [*self.time_s, duration_s]
-        total = sum(v * (times[n + 1] - times[n]) for n, v in enumerate(values))
-        return float(total / duration_s)
+        """Time mean over the step of a value held constant between solves."""
+        return held_time_mean(self.time_s, values, duration_s)
 
 
 def _mw_tissue(state: TissueState, context: StepContext, tip_mm: np.ndarray) -> str:

@@ -282,6 +282,14 @@ def close_thermal_region(region: ThermalRegion, therapy: str) -> tuple[TissueSta
     return new, result
 
 
+def held_time_mean(time_s: list[float], values: list[float], duration_s: float) -> float:
+    """Time mean over [0, ``duration_s``] of a value held from each ``time_s`` to the next (a source re-solved at those
+    times: the power it deposited, averaged over the step)."""
+    times = [*time_s, duration_s]
+    total = sum(v * max(0.0, min(times[n + 1], duration_s) - times[n]) for n, v in enumerate(values))
+    return float(total / duration_s)
+
+
 def zone_level(region: ThermalRegion) -> np.ndarray:
     """The zone criterion's continuous level on the state's grid (≥ 0 in the zone, −1 outside the crop): pass it to
     :func:`insitu.therapies.zone_geometry.zone_axes_mm` for sub-voxel axes."""

@@ -303,6 +303,13 @@ def mwa_published() -> list[Row]:
     return rows()
 
 
+def laser_cases() -> list[Row]:
+    """IN-OPT-1/2 (light diffusion, cooled spherical applicator) and IN-LITT-1 (3 cm diffuser, Mertyna 2009)."""
+    from insitu.validation.laser_cases import laser_rows
+
+    return laser_rows()
+
+
 CASES: list[Callable[[], list[Row]]] = [
     in_phantom,
     vasc_2,
@@ -315,4 +322,5 @@ CASES: list[Callable[[], list[Row]]] = [
     microwave,
     rfa_published,
     mwa_published,
+    laser_cases,
 ]
