@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pytest
 
-from insitu import registry
 from insitu.devices.catalog import load_catalog
 from insitu.errors import InsituError, PlanError, RegistryError
 from insitu.physics import optics
@@ -30,15 +29,6 @@ from insitu.validation.laser_cases import (
 COARSE_MM = 2.0
 
 
-@pytest.fixture
-def laser_registered(monkeypatch):
-    """ "laser" wired into the therapy registry as the integrator will (registry.py is not ours to edit)."""
-    monkeypatch.setitem(registry._AVAILABLE_THERAPIES, "laser", "insitu.therapies.laser")
-    registry.therapies.cache_clear()
-    yield
-    registry.therapies.cache_clear()
-
-
 def _block(device="laser-diffuser-30mm", power_w=10.0, duration_s=300.0, **kw) -> LaserBlock:
     return LaserBlock(device, power_w, duration_s, 21.0, 0.0, spacing_mm=COARSE_MM, half_size_mm=30.0, **kw)
 
@@ -57,7 +47,7 @@ def test_catalog_has_the_fibres():
     assert all(d.sources for d in devices.values())
 
 
-def test_plan_step_validates_when_registered(laser_registered):
+def test_plan_step_validates_through_the_registry():
     step = Step(
         therapy="laser",
         device="laser-diffuser-20mm",

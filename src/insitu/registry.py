@@ -144,6 +144,7 @@ _AVAILABLE_THERAPIES: dict[str, str] = {
     "rfa": "insitu.therapies.rfa",
     "mwa": "insitu.therapies.mwa",
     "laser": "insitu.therapies.laser",
+    "injection": "insitu.therapies.injection",
 }
 
 

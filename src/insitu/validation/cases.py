@@ -310,6 +310,14 @@ def laser_cases() -> list[Row]:
     return laser_rows()
 
 
+def injection() -> list[Row]:
+    """IN-INJ-1…3: Darcy point source (order), spherical injection front (volume conservation), ethanol necrosis in
+    pig liver (Vehmas 1993) — injection_cases."""
+    from insitu.validation.injection_cases import injection_rows
+
+    return injection_rows()
+
+
 CASES: list[Callable[[], list[Row]]] = [
     in_phantom,
     vasc_2,
@@ -323,4 +331,5 @@ CASES: list[Callable[[], list[Row]]] = [
     rfa_published,
     mwa_published,
     laser_cases,
+    injection,
 ]

@@ -232,12 +232,11 @@ def laser_step(setup: LaserBlock) -> Step:
     if setup.fibre_offsets_mm:
         protocol["fibre_offsets_mm"] = [list(o) for o in setup.fibre_offsets_mm]
     parse_protocol(protocol)  # one-line errors before the run
-    return Step.model_construct(
+    return Step(
         therapy="laser",
         device=setup.device,
         placement=Placement(tip_mm=(0.0, 0.0, length / 2.0), direction=(0.0, 0.0, 1.0)),
         protocol=protocol,
-        label=None,
     )
 
 
@@ -247,7 +246,7 @@ def run_laser_block(setup: LaserBlock, damage_model: str = WHITE_ZONE_CRITERION)
 
     patient, state = block_state(setup.block())
     step = laser_step(setup)
-    plan = Plan.model_construct(patient="block", steps=[], damage_model=damage_model, targets=[])
+    plan = Plan(patient="block", steps=[step], damage_model=damage_model)
     _, result = laser.apply(state, step, StepContext(patient, plan, load_library(), ensure_progress(None)))
     return result
 
