@@ -101,3 +101,13 @@ def test_source_that_misses_every_voxel_is_an_error():
     grid = Grid(shape=(10, 10, 10), spacing_mm=(2.0, 2.0, 2.0))
     with pytest.raises(PlanError, match="radius_mm"):
         source_field(grid, (1.0, 1.0, 1.0), PrescribedSourceProtocol(power_w=1, duration_s=1, radius_mm=0.2))
+
+
+@pytest.mark.parametrize("name", ["prescribed_source", "rfa", "mwa", "laser", "injection"])
+def test_every_example_plan_in_the_readme_reads(name):
+    """The plans the README tells users to run are valid documents: therapy, device and protocol check out."""
+    from pathlib import Path
+
+    plan = load_plan(Path(__file__).parents[1] / "examples" / f"{name}.yaml")
+    assert plan.patient == "phantom" and plan.steps
+    assert plan.steps[0].therapy == ("prescribed_source" if name == "prescribed_source" else name)
