@@ -196,6 +196,20 @@ def test_warm_start_needs_fewer_iterations_after_small_sigma_change():
     assert again.info.iterations <= 1
 
 
+def test_a_stalled_warm_start_starts_over_cold():
+    """A warm start that cannot reach the tolerance within the iteration budget (here a wildly wrong stored field;
+    in a run, the field from before a shell of tissue boiled at the electrode) is retried from zero."""
+    raster, sigma = _two_needles()
+    cold = RFField((H,) * 3, raster).solve_unit(sigma, {0: 1.0})
+    field = RFField((H,) * 3, raster, max_iterations=cold.info.iterations + 1)
+    key, _ = field._drive_lut({0: 1.0})
+    field._previous[key] = np.random.default_rng(7).normal(0.0, 1e6, sigma.shape).astype(np.float32)
+    retried = field.solve_unit(sigma, {0: 1.0})
+    assert retried.info.converged
+    assert retried.info.iterations > cold.info.iterations  # the stalled attempt is counted
+    assert retried.conductance_s == pytest.approx(cold.conductance_s, rel=1e-6)
+
+
 # --------------------------------------------------------------------------------------------
 # σ(T) and desiccation
 # --------------------------------------------------------------------------------------------

@@ -497,6 +497,12 @@ class RFField:
         tolerance = self.rtol if rtol is None else rtol
         x0 = self._previous.get(key)
         potential, info = self._solver.solve(0.0, x0=x0, rtol=tolerance, max_iterations=self.max_iterations)
+        if not info.converged and x0 is not None:
+            # a warm start from a field whose tissue has since boiled (σ down 10⁴ in a shell at the electrode) can
+            # stall the float32-preconditioned CG far above the tolerance while a cold start converges: start over
+            stalled = info.iterations
+            potential, info = self._solver.solve(0.0, x0=None, rtol=tolerance, max_iterations=self.max_iterations)
+            info.iterations += stalled
         if not info.converged:
             raise PhysicsError(
                 f"the RF potential solve stopped at relative residual {info.residual:.2e} after {info.iterations}"
