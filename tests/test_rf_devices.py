@@ -163,8 +163,8 @@ def test_unknown_device_suggests_close_names_on_one_line():
 
 
 def test_non_rf_device_and_bad_placements_are_refused():
-    with pytest.raises(PlanError, match=re.escape("'cryo-argon-2.4mm' is a cryo device, not an RF electrode")):
-        rf_device("cryo-argon-2.4mm")
+    with pytest.raises(PlanError, match=re.escape("'cryoprobe-argon-2.4mm' is a cryo device, not an RF electrode")):
+        rf_device("cryoprobe-argon-2.4mm")
     device = rf_device("rf-cooled-17g-30mm")
     with pytest.raises(PlanError, match="insertion direction"):
         rf_metal_segments(device, TIP_M, np.zeros(3))

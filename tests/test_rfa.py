@@ -124,7 +124,7 @@ def test_track_through_bone_is_a_one_line_error():
         ("rf-cooled-17g-20mm", {"duration_s": 0}, "duration_s"),
         ("rf-cooled-17g-20mm", {"duration_s": 60, "generator": {"mode": "constant_power", "power_w": -5}}, "power"),
         ("rf-cooled-17g-20mm", {"duration_s": 60, "generator": {"mode": "impedanse"}}, "impedance"),
-        ("cryo-argon-2.4mm", {"duration_s": 60}, "not an RF"),
+        ("cryoprobe-argon-2.4mm", {"duration_s": 60}, "not an RF"),
     ],
 )
 def test_bad_device_or_protocol_is_rejected_when_the_plan_is_read(device, protocol, message):

@@ -145,6 +145,7 @@ _AVAILABLE_THERAPIES: dict[str, str] = {
     "mwa": "insitu.therapies.mwa",
     "laser": "insitu.therapies.laser",
     "injection": "insitu.therapies.injection",
+    "cryo": "insitu.therapies.cryo",
 }
 
 

@@ -39,6 +39,14 @@ properties it is evaluated at the worst case inside the property range (largest 
 with the perfusion factor at 1, so no refresh can make a running step unstable. A forced step above
 the bound raises :class:`PhysicsError`.
 
+Freezing (cryoablation, :class:`Freezing`) runs a separate kernel, so the default path above pays nothing for it.
+Latent heat is released evenly over the freezing band and the enthalpy (ρc above, mean ρc + L/width in the band,
+frozen ρc below) is piecewise linear and inverted exactly; k steps from k_u to κ·k_u with the ice fraction, and the
+conductive flux is taken on the Kirchhoff variable φ = ∫κ dT (one κ for all voxels), which is exact for such a
+k(T) and keeps the precomputed face conductances. Only the part of a row whose stencil touches ice takes that update;
+the rest takes the default row update, and voxels that enter the band from above are redone through the enthalpy.
+The stable step is the worst over the three enthalpy segments (frozen tissue: ρc_f/(κ ΣG)).
+
 Numbers: fields float32, reductions (energy, source power) float64. SI units, temperatures in °C.
 """
 
@@ -487,6 +495,230 @@ def _copy(src, dst):  # pragma: no cover
         d[n] = s[n]
 
 
+# --------------------------------------------------------------------------- the freezing path (cryoablation)
+# A separate kernel, used only when the solver is built with :class:`Freezing`; the default path above is untouched.
+@numba.njit(cache=True, fastmath=_FAST, inline="always")
+def _kirchhoff(t, tl, wd, km1, inv2w):  # pragma: no cover
+    """φ(T) = ∫ from T_l to T of k(T')/k_u dT' (K): k/k_u is 1 above the liquidus T_l, rises linearly with the ice
+    fraction to κ at T_l − wd and stays κ below (``km1`` = κ − 1, ``inv2w`` = 1/(2 wd)); branch-free."""
+    x = tl - t
+    xc = min(max(x, np.float32(0.0)), wd)
+    return -(x + km1 * (xc * xc * inv2w + max(x - wd, np.float32(0.0))))
+
+
+@numba.njit(cache=True)
+def _enthalpy_step(t, e, ru, rb, rf, tl, wd):  # pragma: no cover
+    """Temperature of a voxel at ``t`` after it gains ``e`` J/m³: the enthalpy is piecewise linear (C_u = 1/ru above
+    the liquidus T_l, C_b = 1/rb over the band [T_l − wd, T_l], C_f = 1/rf below) and inverted piecewise in float64,
+    so crossing the band is exact in energy."""
+    cu, cb, cf = 1.0 / ru, 1.0 / rb, 1.0 / rf
+    x = tl - float(t)
+    if x <= 0.0:
+        h = -cu * x
+    elif x < wd:
+        h = -cb * x
+    else:
+        h = -cb * wd - cf * (x - wd)
+    h += e
+    if h >= 0.0:
+        return tl + h / cu
+    if h > -cb * wd:
+        return tl + h / cb
+    return tl - wd + (h + cb * wd) / cf
+
+
+@numba.njit(cache=True, fastmath=_FAST, inline="always")
+def _segment(t, tl, wd):  # pragma: no cover
+    """0 above the liquidus, 1 in the band, 2 below it."""
+    x = tl - t
+    return np.int32(x > 0) + np.int32(x >= wd)
+
+
+@numba.njit(cache=True, fastmath=_FAST, inline="always")
+def _finish_row(t0, o, rr, rb, rf, tl, wd, tr):  # pragma: no cover
+    """Redo the voxels whose step left their enthalpy segment (through :func:`_enthalpy_step`), take the row's new
+    values into the running minimum ``tr`` and return the first and last i below the liquidus (ni, −1: none)."""
+    ni = t0.shape[0]
+    crossed = 0
+    for i in range(ni):  # a vectorised count first: crossings are rare
+        crossed += _segment(t0[i], tl, wd) != _segment(o[i], tl, wd)
+    for i in range(ni if crossed > 0 else 0):
+        t = t0[i]
+        s0 = _segment(t, tl, wd)
+        if rr[i] > 0.0 and s0 != _segment(o[i], tl, wd):
+            r = rr[i] if s0 == 0 else (rb[i] if s0 == 1 else rf[i])
+            e = (float(o[i]) - float(t)) / float(r)
+            o[i] = np.float32(_enthalpy_step(t, e, float(rr[i]), float(rb[i]), float(rf[i]), tl, wd))
+    lo, hi = ni, -1
+    for i in range(ni):
+        v = o[i]
+        if v < tl:
+            lo = min(lo, i)
+            hi = i
+        m = tr[i]
+        tr[i] = m if m <= v else v
+    return lo, hi
+
+
+# fmt: off
+@numba.njit(cache=True, fastmath=_FAST, inline="always")
+def _row_freezing(  # pragma: no cover
+    t0, tkm, tkp, tjm, tjp, gkm, gkp, gjm, gjp, gir, rr, rb, rf, ww, qr, o, dt, ta, til0, tirn, tl, wd, km1, inv2w,
+    invw, stop, ph,
+):
+    # fmt: on
+    """Step one i row holding (or next to) ice: conduction on the Kirchhoff variable φ (exact for k(T) = k_u·κ(T)),
+    perfusion times the unfrozen fraction when ``stop``, the sensible update on the voxel's enthalpy segment; voxels
+    that change segment are counted (fixed up by :func:`_finish_row`). ``ph`` is scratch of length ni + 2."""
+    ni = t0.shape[0]
+    ph[0] = _kirchhoff(til0, tl, wd, km1, inv2w)
+    ph[ni + 1] = _kirchhoff(tirn, tl, wd, km1, inv2w)
+    for i in range(ni):
+        ph[i + 1] = _kirchhoff(t0[i], tl, wd, km1, inv2w)
+    crossed = 0
+    for i in range(ni):
+        t = t0[i]
+        p = ph[i + 1]
+        f = (
+            gkm[i] * (_kirchhoff(tkm[i], tl, wd, km1, inv2w) - p)
+            + gkp[i] * (_kirchhoff(tkp[i], tl, wd, km1, inv2w) - p)
+            + gjm[i] * (_kirchhoff(tjm[i], tl, wd, km1, inv2w) - p)
+            + gjp[i] * (_kirchhoff(tjp[i], tl, wd, km1, inv2w) - p)
+            + gir[i] * (ph[i] - p)
+            + gir[i + 1] * (ph[i + 2] - p)
+        )
+        x = tl - t
+        ice = min(max(x, np.float32(0.0)), wd) * invw
+        f += ww[i] * (np.float32(1.0) - stop * ice) * (ta - t)
+        if qr is not None:
+            f += qr[i]
+        # the segment's 1/C without branches (unconditional loads keep the loop vectorised)
+        in_band = np.float32(x > 0)
+        frozen = np.float32(x >= wd)
+        r = rr[i] + in_band * (rb[i] - rr[i]) + frozen * (rf[i] - rb[i])
+        tn = t + dt * f * r
+        s0 = np.int32(x > 0) + np.int32(x >= wd)
+        o[i] = tn
+        crossed += s0 != _segment(tn, tl, wd)
+    return crossed
+
+
+# fmt: off
+@numba.njit(parallel=True, cache=True, fastmath=_FAST)
+def _freeze_kernel(  # pragma: no cover
+    T, out, gi, gj, gk, irc, w, q, q_rows, dt, ta, amb_k, amb_j, amb_i, rb, rf, tl, wd, km1, inv2w, invw, stop,
+    cold, cold_next, trough, scratch,
+):
+    # fmt: on
+    """One explicit step ``T → out`` with tissue freezing. Every row takes the default update (exact where the stencil
+    is above the liquidus: there φ = T − T_l); the i range whose stencil touches ice — the extents ``cold[0]``…
+    ``cold[1]`` of the row and its four neighbours from the last step, widened by one — is then redone by
+    :func:`_row_freezing`, and voxels that changed enthalpy segment (entering the band from above, too) through the
+    enthalpy. ``cold_next`` takes each row's new extent; ``trough`` the running minimum of the rows holding ice."""
+    nk, nj, ni = T.shape
+    inf = np.float32(np.inf)
+    for k in numba.prange(nk):
+        ph = scratch[k]
+        for j in range(nj):
+            tkm = T[k - 1, j] if k > 0 else amb_k[0, j]
+            tkp = T[k + 1, j] if k < nk - 1 else amb_k[1, j]
+            tjm = T[k, j - 1] if j > 0 else amb_j[0, k]
+            tjp = T[k, j + 1] if j < nj - 1 else amb_j[1, k]
+            # the i range whose stencil touches ice: the cold extents of this row and its four neighbours, ±1
+            lo, hi = cold[0, k, j], cold[1, k, j]
+            if k > 0:
+                lo, hi = min(lo, cold[0, k - 1, j]), max(hi, cold[1, k - 1, j])
+            if k < nk - 1:
+                lo, hi = min(lo, cold[0, k + 1, j]), max(hi, cold[1, k + 1, j])
+            if j > 0:
+                lo, hi = min(lo, cold[0, k, j - 1]), max(hi, cold[1, k, j - 1])
+            if j < nj - 1:
+                lo, hi = min(lo, cold[0, k, j + 1]), max(hi, cold[1, k, j + 1])
+            o = out[k, j]
+            t0 = T[k, j]
+            with_q = q is not None and q_rows[k, j] != 0
+            if with_q:  # the default update first (all of the row), then the range holding ice again
+                _row(
+                    t0, tkm, tkp, tjm, tjp, gk[k, j], gk[k + 1, j], gj[k, j], gj[k, j + 1], gi[k, j], irc[k, j],
+                    w[k, j], q[k, j], o, dt, ta, amb_i[0, k, j], amb_i[1, k, j], None, None, inf, None, tl, wd,
+                )  # fmt: skip
+            else:
+                _row(
+                    t0, tkm, tkp, tjm, tjp, gk[k, j], gk[k + 1, j], gj[k, j], gj[k, j + 1], gi[k, j], irc[k, j],
+                    w[k, j], None, o, dt, ta, amb_i[0, k, j], amb_i[1, k, j], None, None, inf, None, tl, wd,
+                )  # fmt: skip
+            if hi >= lo:
+                i0, i1 = max(lo - 1, 0), min(hi + 2, ni)
+                left = t0[i0 - 1] if i0 > 0 else amb_i[0, k, j]
+                right = t0[i1] if i1 < ni else amb_i[1, k, j]
+                if with_q:
+                    _row_freezing(
+                        t0[i0:i1], tkm[i0:i1], tkp[i0:i1], tjm[i0:i1], tjp[i0:i1], gk[k, j, i0:i1],
+                        gk[k + 1, j, i0:i1], gj[k, j, i0:i1], gj[k, j + 1, i0:i1], gi[k, j, i0:i1 + 1],
+                        irc[k, j, i0:i1], rb[k, j, i0:i1], rf[k, j, i0:i1], w[k, j, i0:i1], q[k, j, i0:i1],
+                        o[i0:i1], dt, ta, left, right, tl, wd, km1, inv2w, invw, stop, ph,
+                    )  # fmt: skip
+                else:
+                    _row_freezing(
+                        t0[i0:i1], tkm[i0:i1], tkp[i0:i1], tjm[i0:i1], tjp[i0:i1], gk[k, j, i0:i1],
+                        gk[k + 1, j, i0:i1], gj[k, j, i0:i1], gj[k, j + 1, i0:i1], gi[k, j, i0:i1 + 1],
+                        irc[k, j, i0:i1], rb[k, j, i0:i1], rf[k, j, i0:i1], w[k, j, i0:i1], None,
+                        o[i0:i1], dt, ta, left, right, tl, wd, km1, inv2w, invw, stop, ph,
+                    )  # fmt: skip
+                lo2, hi2 = _finish_row(t0, o, irc[k, j], rb[k, j], rf[k, j], tl, wd, trough[k, j])
+            else:
+                below = 0
+                for i in range(ni):
+                    below += o[i] < tl
+                lo2, hi2 = ni, -1
+                if below > 0:  # entering the band from above: the whole increment was sensible; redo it
+                    lo2, hi2 = _finish_row(t0, o, irc[k, j], rb[k, j], rf[k, j], tl, wd, trough[k, j])
+            cold_next[0, k, j] = lo2
+            cold_next[1, k, j] = hi2
+
+
+@numba.njit(parallel=True, cache=True)
+def _rows_below(T, tl, cold):  # pragma: no cover
+    """``cold[0, k, j]``, ``cold[1, k, j]``: the first and last i where row (k, j) of ``T`` is below ``tl`` (ni, −1:
+    nowhere)."""
+    nk, nj, ni = T.shape
+    for k in numba.prange(nk):
+        for j in range(nj):
+            lo, hi = ni, -1
+            for i in range(ni):
+                if T[k, j, i] < tl:
+                    lo = min(lo, i)
+                    hi = i
+            cold[0, k, j] = lo
+            cold[1, k, j] = hi
+
+
+@numba.njit(parallel=True, cache=True)
+def _stable_dt_freezing(gi, gj, gk, irc, rb, rf, w, kmax, stop):  # pragma: no cover
+    """min over free voxels of the forward-Euler bound in each enthalpy segment: C_u/(ΣG + w) above the liquidus,
+    C_b/(κ ΣG + w) in the band and C_f/(κ ΣG + (1 − stop)·w) below (κ: the largest k/k_u)."""
+    nk, nj, ni = irc.shape
+    best = np.inf
+    for k in numba.prange(nk):
+        for j in range(nj):
+            for i in range(ni):
+                r = float(irc[k, j, i])
+                if r <= 0.0:
+                    continue
+                s = (
+                    float(gk[k, j, i]) + float(gk[k + 1, j, i]) + float(gj[k, j, i]) + float(gj[k, j + 1, i])
+                    + float(gi[k, j, i]) + float(gi[k, j, i + 1])
+                )  # fmt: skip
+                ww = float(w[k, j, i])
+                b = 1.0 / (r * (s + ww)) if s + ww > 0.0 else np.inf
+                if kmax * s + ww > 0.0:
+                    b = min(b, 1.0 / (float(rb[k, j, i]) * (kmax * s + ww)))
+                if kmax * s + (1.0 - stop) * ww > 0.0:
+                    b = min(b, 1.0 / (float(rf[k, j, i]) * (kmax * s + (1.0 - stop) * ww)))
+                best = min(best, b)
+    return best
+
+
 # --------------------------------------------------------------------------------------- the model
 def _volume(name: str, value: Any, shape: tuple[int, ...] | None) -> np.ndarray:
     """A float32 C-contiguous volume (no copy when it already is one); scalars need ``shape``."""
@@ -711,6 +943,27 @@ class PhaseChange:
     width_k: float
 
 
+@dataclass(frozen=True)
+class Freezing:
+    """Tissue freezing (cryoablation): latent heat over the band [``solidus_c``, ``liquidus_c``] and frozen properties
+    that switch in with the ice fraction (physics/phase_change.py builds it from sourced tissue data).
+
+    The ice fraction rises linearly across the band (latent heat released evenly, as :class:`PhaseChange`). Conductivity
+    is k = k_u·κ(T), κ rising linearly with the ice fraction from 1 to ``conductivity_ratio`` (k_frozen/k_unfrozen,
+    one ratio for every voxel: the flux is then exact on the Kirchhoff variable φ = ∫κ dT). Heat capacity per volume
+    is the medium's ρc above the band, ``frozen_heat_capacity_j_m3k`` (scalar or volume) below, their mean plus
+    latent/width in the band; the enthalpy is piecewise linear and the update exact in energy. With
+    ``perfusion_stops`` the Pennes perfusion term is multiplied by the unfrozen fraction.
+    """
+
+    latent_heat_j_m3: float | np.ndarray
+    liquidus_c: float
+    solidus_c: float
+    frozen_heat_capacity_j_m3k: float | np.ndarray
+    conductivity_ratio: float
+    perfusion_stops: bool = True
+
+
 # -------------------------------------------------------------------------------------- the solver
 class BioheatSolver:
     """Explicit finite-volume Pennes solver on one grid; see the module docstring for the scheme.
@@ -732,6 +985,11 @@ class BioheatSolver:
         cadence of coefficient refreshes (temperature-dependent k/c, perfusion factor).
     phase_change:
         optional :class:`PhaseChange` (latent heat over a temperature band).
+    freezing:
+        optional :class:`Freezing` (cryoablation: latent heat of freezing, frozen k and ρc, perfusion stopping in
+        ice). It runs a separate kernel (the default path is unchanged) that needs a medium without linear k(T),
+        c(T) coefficients; it excludes ``phase_change`` and ``compensated``. The solver then keeps the running
+        minimum temperature (:attr:`minimum_temperature_c`) and does not track the peak (the field only cools).
     face_factors:
         optional multipliers of the k, j and i face conductances (1/θ on faces to a held surface θ·h
         away: sub-voxel placement of a cooled wall). The stable step accounts for them.
@@ -757,6 +1015,7 @@ class BioheatSolver:
         compensated: bool = False,
         face_factors: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
         phase_change: PhaseChange | None = None,
+        freezing: Freezing | None = None,
     ) -> None:
         if not isinstance(medium, ThermalMedium):
             raise PhysicsError("medium is not a ThermalMedium", "build one with ThermalMedium(...)")
@@ -769,6 +1028,11 @@ class BioheatSolver:
         self._latent, self._band_start_c, self._band_width_k = self._check_phase_change(phase_change, medium.shape)
         if phase_change is not None and compensated:
             raise PhysicsError("the compensated update does not support phase change", "use one or the other")
+        if freezing is not None and (phase_change is not None or compensated or medium.temperature_dependent):
+            raise PhysicsError(
+                "freezing cannot be combined with phase_change, the compensated update or linear k(T), c(T)",
+                "give a medium without temperature coefficients and no other phase change",
+            )
         self.safety = float(safety)
         self.refresh_every_steps = int(refresh_every_steps)
         self.refresh_delta_k = float(refresh_delta_k)
@@ -878,9 +1142,82 @@ class BioheatSolver:
         self._change_k = 0.0
         self.refreshes = 0
         self.local_refreshes = 0
+        self._freeze = self._setup_freezing(freezing)
         self.update_coefficients()
 
     # ------------------------------------------------------------------ set-up helpers
+    def _setup_freezing(self, freezing: Freezing | None) -> tuple | None:
+        """Per-voxel 1/C_band and 1/C_frozen (0 in held voxels), row flags, scratch; the kernel's scalars."""
+        self._dir_idx = None if self._dirichlet_mask is None else np.flatnonzero(self._dirichlet_mask)
+        self._trough: np.ndarray | None = None
+        if freezing is None:
+            return None
+        shape = self.shape
+        med = self.medium
+        tl, ts, kappa = float(freezing.liquidus_c), float(freezing.solidus_c), float(freezing.conductivity_ratio)
+        if not (math.isfinite(tl) and math.isfinite(ts) and ts < tl):
+            raise PhysicsError(f"freezing band {ts} to {tl} °C is not a band", "give solidus_c < liquidus_c")
+        if not (math.isfinite(kappa) and kappa > 0):
+            raise PhysicsError(f"conductivity_ratio {kappa} is not positive", "give k_frozen / k_unfrozen > 0")
+        latent = np.broadcast_to(np.asarray(freezing.latent_heat_j_m3, dtype=np.float64), shape)
+        cf = np.broadcast_to(np.asarray(freezing.frozen_heat_capacity_j_m3k, dtype=np.float64), shape)
+        if not (np.all(np.isfinite(latent)) and float(latent.min()) >= 0.0):
+            raise PhysicsError("freezing latent heat must be finite and ≥ 0", "give J/m³ per voxel (0 where none)")
+        if not (np.all(np.isfinite(cf)) and float(cf.min()) > 0.0):
+            raise PhysicsError("frozen heat capacity must be finite and > 0", "give ρc of the frozen tissue in J/m³/K")
+        width = tl - ts
+        cu = med.density_kg_m3.astype(np.float64) * med.specific_heat_j_kgk
+        free = self._kind == _FREE
+        self._rb = np.where(free, 1.0 / (0.5 * (cu + cf) + latent / width), 0.0).astype(np.float32)
+        self._rf = np.where(free, 1.0 / cf, 0.0).astype(np.float32)
+        nk, nj, ni = shape
+        self._cold = np.zeros((2, nk, nj), np.int32)  # first and last i below the liquidus per row
+        self._cold_next = np.zeros((2, nk, nj), np.int32)
+        self._fscratch = np.zeros((nk, ni + 2), np.float32)
+        self._dir_rows = None
+        if self._dirichlet_mask is not None:
+            rows = np.any(self._dirichlet_mask, axis=2)
+            self._dir_rows = np.nonzero(rows)
+        f32 = np.float32
+        stop = f32(1.0 if freezing.perfusion_stops else 0.0)
+        return (f32(tl), f32(width), f32(kappa - 1.0), f32(0.5 / width), f32(1.0 / width), stop, max(1.0, kappa))
+
+    def _start_freezing(self, T: np.ndarray) -> None:
+        """Row flags from ``T`` (held values written) and the running minimum (started at the first run)."""
+        if self._trough is None:
+            self._trough = T.copy()
+        _rows_below(T, self._freeze[0], self._cold)
+
+    @property
+    def minimum_temperature_c(self) -> np.ndarray | None:
+        """With :class:`Freezing`: the running minimum of the temperature over every run so far (read-only view).
+        Exact below the liquidus (the rows holding ice update it every step); above it, taken at the end of each
+        :meth:`advance`. None before the first run, and without freezing."""
+        if self._trough is None:
+            return None
+        view = self._trough.view()
+        view.flags.writeable = False
+        return view
+
+    def _write_wall(self, T: np.ndarray, values: Any) -> None:
+        """Held Dirichlet values (scalar, or one per Dirichlet voxel in the mask's C order) written into ``T``."""
+        if np.ndim(values) == 0:  # the common case: no array built per step
+            v = float(values)
+            ok, low = math.isfinite(v), v
+        else:
+            v = np.asarray(values, dtype=np.float32)
+            ok = v.shape == self._dir_idx.shape and bool(np.all(np.isfinite(v)))
+            low = float(v.min()) if ok else 0.0
+        if not ok:
+            raise PhysicsError(
+                "the wall temperature is not finite or not one value per Dirichlet voxel",
+                f"return a scalar or {self._dir_idx.size} finite values in °C",
+            )
+        T.reshape(-1)[self._dir_idx] = v
+        if self._freeze is not None and low < float(self._freeze[0]):
+            self._cold[0][self._dir_rows] = 0  # the whole row may hold ice from now on
+            self._cold[1][self._dir_rows] = self.shape[2] - 1
+
     @staticmethod
     def _check_phase_change(change: PhaseChange | None, shape) -> tuple[np.ndarray | None, float, float]:
         """(per-voxel latent heat or None, band start, band width) for the kernel."""
@@ -997,6 +1334,10 @@ class BioheatSolver:
         self._fill(None, worst_case=True)
         self._fill_perfusion(None, worst_case=True)
         bound = _stable_dt(self._gi, self._gj, self._gk, self._irc, self._w)
+        if self._freeze is not None:
+            f = self._freeze
+            bound = min(bound, _stable_dt_freezing(self._gi, self._gj, self._gk, self._irc, self._rb, self._rf, self._w,
+                                                   f[6], float(f[5])))  # fmt: skip
         if not (bound > 0):
             raise PhysicsError("the stability bound is not positive", "check the medium for extreme values")
         self._bound_s = float(bound)
@@ -1141,6 +1482,16 @@ class BioheatSolver:
 
     def _kernel(self, cur: np.ndarray, nxt: np.ndarray, dt: float, q: np.ndarray | None, peak: np.ndarray | None):
         """One step ``cur → nxt``; with ``peak``, :meth:`_track_peak` must have seen it since it last fell."""
+        if self._freeze is not None:  # the freezing path (no peak: the field only cools)
+            tl, wd, km1, inv2w, invw, stop, _ = self._freeze
+            _freeze_kernel(
+                cur, nxt, self._gi, self._gj, self._gk, self._irc, self._w, q, self._q_rows, np.float32(dt),
+                np.float32(self.medium.arterial_temperature_c), self._amb_k, self._amb_j, self._amb_i, self._rb,
+                self._rf, tl, wd, km1, inv2w, invw, stop, self._cold, self._cold_next, self._trough, self._fscratch,
+            )  # fmt: skip
+            self._cold, self._cold_next = self._cold_next, self._cold
+            self._since_refresh += 1
+            return
         _step_kernel(
             cur, nxt, self._gi, self._gj, self._gk, self._irc, self._w, q, self._q_rows, np.float32(dt),
             np.float32(self.medium.arterial_temperature_c), self._amb_k, self._amb_j, self._amb_i, peak,
@@ -1194,8 +1545,12 @@ class BioheatSolver:
         self._maybe_refresh(temperature_c, None)
         if peak_temperature_c is not None:
             self._track_peak(peak_temperature_c)
+        if self._freeze is not None:
+            self._start_freezing(temperature_c)
         self._kernel(temperature_c, self._scratch, dt, q, peak_temperature_c)
         _copy(self._scratch, temperature_c)
+        if self._freeze is not None:
+            np.minimum(self._trough, temperature_c, out=self._trough)
 
     def advance(
         self,
@@ -1213,6 +1568,7 @@ class BioheatSolver:
         progress: Progress | None = None,
         start_time_s: float = 0.0,
         source_region: tuple[slice, slice, slice] | None = None,
+        wall_temperature_c: Callable[[float, np.ndarray], FloatOrVolume] | None = None,
     ) -> ThermalRun:
         """Advance ``temperature_c`` (float32, in place) by ``duration_s``.
 
@@ -1228,7 +1584,9 @@ class BioheatSolver:
         (otherwise a new one starting from ``temperature_c``). Held voxels are written into
         ``temperature_c`` first. Progress is reported as stage ``"bioheat"``. ``source_region``: a box (slices)
         outside which every source the run sees is zero — a local source (an electrode's field box) is then
-        scanned there only; the first source is checked to hold it.
+        scanned there only; the first source is checked to hold it. ``wall_temperature_c(t_s, T)`` (optional, needs a
+        Dirichlet region): the held temperature at the start of every step (a cryoprobe's wall curve), a scalar or
+        one value per Dirichlet voxel in the mask's C order; it stays set after the run.
         """
         wall0 = time.perf_counter()
         report = ensure_progress(progress)
@@ -1250,6 +1608,8 @@ class BioheatSolver:
         _, bad = _sum_and_count_nonfinite(temperature_c)
         if bad:
             raise PhysicsError(f"the initial temperature has {bad} non-finite voxels", "start from a finite field")
+        if wall_temperature_c is not None and self._dir_idx is None:
+            raise PhysicsError("wall_temperature_c needs a Dirichlet region", "build the solver with dirichlet_mask")
 
         # coefficients and the bound at the current state (perfusion may have changed since the last run);
         # this touches only the solver's own buffers, so a failing check below leaves the caller's data alone
@@ -1289,6 +1649,8 @@ class BioheatSolver:
             peak = peak_temperature_c
             np.maximum(peak, temperature_c, out=peak)
         self._track_peak(peak)
+        if self._freeze is not None:
+            self._start_freezing(temperature_c)
         snapshots: dict[float, np.ndarray] = {t: np.empty_like(temperature_c) for t in snaps}
         pending = list(snaps)
         while pending and pending[0] <= 0.0:
@@ -1314,6 +1676,8 @@ class BioheatSolver:
                             next_source += float(source_interval_s)
                 if steps > 0:
                     self._maybe_refresh(cur, perfusion_factor)
+                if wall_temperature_c is not None:
+                    self._write_wall(cur, wall_temperature_c(start_time_s + t, cur))
                 dt = dt_nominal
                 stop = pending[0] if pending else duration
                 if t + dt > stop - eps:
@@ -1338,6 +1702,10 @@ class BioheatSolver:
         finally:
             if cur is not temperature_c:
                 _copy(cur, temperature_c)
+            if wall_temperature_c is not None:  # later runs keep the last wall values
+                self._held_val[np.isin(self._held_idx, self._dir_idx)] = temperature_c.reshape(-1)[self._dir_idx]
+            if self._freeze is not None:
+                np.minimum(self._trough, temperature_c, out=self._trough)
         report("bioheat", 1.0, f"{steps} steps")
         return ThermalRun(
             temperature_c=temperature_c,

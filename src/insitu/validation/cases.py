@@ -318,6 +318,13 @@ def injection() -> list[Row]:
     return injection_rows()
 
 
+def cryo_published() -> list[Row]:
+    """V5 (Neumann freezing front) and V10 (Littrup 2009 cryo phantom) (cryo_cases)."""
+    from insitu.validation.cryo_cases import cryo_rows
+
+    return cryo_rows()
+
+
 CASES: list[Callable[[], list[Row]]] = [
     in_phantom,
     vasc_2,
@@ -332,4 +339,5 @@ CASES: list[Callable[[], list[Row]]] = [
     mwa_published,
     laser_cases,
     injection,
+    cryo_published,
 ]
