@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_bioheat import bench_bioheat
 from bench_cryo import bench_cryo
+from bench_hifu import bench_hifu
 from bench_multigrid import bench_multigrid
 from bench_mwa import bench_mwa
 from bench_phantom import bench_demo, bench_phantom
@@ -38,6 +39,12 @@ BENCHMARKS = [
     ("rfa_12min_128_s", bench_rfa, 15.0, "12-min impedance-controlled RFA at 128³, 1 mm; target ≤ 15 s (issue 4)"),
     ("mwa_10min_128_s", bench_mwa, 20.0, "10-min 100 W cooled 2.45 GHz MWA at 128³, 1 mm; target ≤ 20 s (issue 5)"),
     ("cryo_4probe_128_s", bench_cryo, 30.0, "4-probe cryo 10-5-10 min at 128³, 1 mm; target ≤ 30 s (issue 6)"),
+    (
+        "hifu_field_256_s",
+        bench_hifu,
+        2.0,
+        "one HIFU focus, 256² × 256 planes through the phantom incl. source plane; target ≤ 2 s (issue 7)",
+    ),
 ]
 
 

@@ -7,7 +7,6 @@ and one-line errors for bad input. Grids are coarse (≤ 64³) so the file runs 
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -346,17 +345,19 @@ def test_raster_overlaps_cooling_and_clipping():
     assert all(s.stop == s.start for s in metal_bounding_box(away, (n,) * 3, (H,) * 3))
 
 
-def test_rasterise_long_electrode_on_256_cubed_is_fast():
-    """A slanted 3 cm electrode with shaft at 0.5 mm on 256³: well under a second (measured ≈ 0.2 s)."""
+def test_rasterise_long_electrode_on_256_cubed_touches_only_its_box():
+    """A slanted 3 cm electrode with shaft at 0.5 mm on 256³: the metal lies inside the segments' bounding boxes and
+    the tip holds ≈ π·1.5²·60 voxels (the raster's speed is for the benchmarks, not a timed test)."""
     segs = [
         MetalSegment((0.03, 0.064, 0.064), (0.06, 0.07, 0.066), 0.75e-3, cooled=True),
         MetalSegment((0.06, 0.07, 0.066), (0.2, 0.09, 0.07), 0.75e-3, conducting=False, cooled=True),
     ]
-    rasterize_metal(segs, (16,) * 3, (H,) * 3)  # warm-up
-    start = time.perf_counter()
     raster = rasterize_metal(segs, (256,) * 3, (H,) * 3)
-    assert time.perf_counter() - start < 1.0
-    assert 400 < np.count_nonzero(raster.terminal >= 0) < 500  # ≈ π·1.5²·60 voxels of the tip
+    assert 400 < np.count_nonzero(raster.terminal >= 0) < 500
+    boxes = np.zeros(raster.shape, bool)
+    for seg in segs:
+        boxes[metal_bounding_box(seg, raster.shape, (H,) * 3)] = True
+    assert raster.inside.any() and not (raster.inside & ~boxes).any()
 
 
 # --------------------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def test_good_plan_round_trips_through_yaml_and_json(tmp_path):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"steps__0__therapy": "hifu"}, "not implemented yet"),
+        ({"steps__0__therapy": "tace"}, "not implemented yet"),
         ({"steps__0__therapy": "prescribed_sorce"}, "did you mean 'prescribed_source'"),
         ({"steps__0__protocol__power": 10}, "power"),
         ({"steps__0__protocol__power_w": -1}, "power_w"),

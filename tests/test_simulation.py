@@ -114,7 +114,7 @@ def test_cli_simulate_writes_results(tmp_path, small_patient, run_cli):
 
 def test_cli_simulate_bad_plan_writes_nothing(tmp_path, run_cli):
     (tmp_path / "plan.yaml").write_text(
-        yaml.safe_dump({"patient": "p", "steps": [{"therapy": "laser", "placement": {"tip_mm": [0, 0, 0]}}]})
+        yaml.safe_dump({"patient": "p", "steps": [{"therapy": "tae", "placement": {"tip_mm": [0, 0, 0]}}]})
     )
     code, _, err = run_cli("simulate", tmp_path / "plan.yaml", "--out", tmp_path / "results")
     assert code == 2 and "not implemented yet" in err and err.strip().count("\n") == 0

@@ -50,3 +50,19 @@ class OutputError(InsituError):
 
 class PhysicsError(InsituError):
     """A solver was given inputs it cannot run with (non-finite values, unstable step, …)."""
+
+
+class AcousticWindowError(PlanError):
+    """No acoustic window: ribs, bowel gas or lung block the ultrasound path to a focus."""
+
+
+class ReachError(PlanError):
+    """A focus lies deeper than the transducer reaches, or farther off its axis than it steers."""
+
+
+class DeviceRangeError(PlanError):
+    """A protocol value lies outside what the device can do (frequency, power)."""
+
+
+class CouplingError(PlanError):
+    """No water coupling path from the transducer to the skin."""

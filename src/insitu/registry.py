@@ -146,6 +146,7 @@ _AVAILABLE_THERAPIES: dict[str, str] = {
     "laser": "insitu.therapies.laser",
     "injection": "insitu.therapies.injection",
     "cryo": "insitu.therapies.cryo",
+    "hifu": "insitu.therapies.hifu",
 }
 
 

@@ -23,7 +23,7 @@ import numba
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from insitu.errors import PlanError
+from insitu.errors import PhysicsError, PlanError
 from insitu.plan import Step
 from insitu.simulation import StepContext, StepResult
 from insitu.state import TissueState
@@ -139,7 +139,7 @@ def check_step(step: Step) -> None:
 
 def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueState, StepResult]:
     """Place the electrode, run the generator and the coupled electric–thermal model, report the zone."""
-    from insitu.physics.electric import RFField, conductivity_at_temperature
+    from insitu.physics.electric import DESICCATION_DROP_FACTOR, RFField, conductivity_at_temperature
     from insitu.physics.electrode_raster import rasterize_metal, wall_face_fractions
     from insitu.physics.rf_generator import GeneratorReading
     from insitu.therapies.rf_devices import rf_device, rf_metal_segments
@@ -257,7 +257,15 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
         cache.clear()
         sigma_at_solve[...] = sigma
         last_solve["t"] = t_s
-        solution = field_solver.solve_unit(sigma_at_solve, _drive_pattern(device, terminal))
+        try:
+            solution = field_solver.solve_unit(sigma_at_solve, _drive_pattern(device, terminal))
+        except PhysicsError as error:
+            dry = int(np.count_nonzero(sigma_at_solve < sigma37 * (2.0 / DESICCATION_DROP_FACTOR)))
+            raise PhysicsError(
+                f"at t = {t_s:.0f} s the RF field around the electrode cannot be solved ({dry} voxels of dried tissue"
+                f" cut the current's paths; {error.problem})",
+                "drive the electrode with impedance control (it rolls off as tissue dries) or a lower constant power",
+            ) from None
         cache[key] = solution
         # the conductance as the field's energy, Σ Q₁·V (variational: its error is second order in the solver's)
         joule_conductance[key] = float(np.sum(solution.joule_w_m3_per_v2, dtype=np.float64)) * voxel_m3

@@ -325,6 +325,13 @@ def cryo_published() -> list[Row]:
     return cryo_rows()
 
 
+def hifu_cases() -> list[Row]:
+    """HIFU-1, -2, -5, -6: O'Neil on-axis and focal-plane width, layered plane wave, Gaussian heating + CEM43."""
+    from insitu.validation.hifu_cases import hifu_rows
+
+    return hifu_rows()
+
+
 CASES: list[Callable[[], list[Row]]] = [
     in_phantom,
     vasc_2,
@@ -340,4 +347,5 @@ CASES: list[Callable[[], list[Row]]] = [
     laser_cases,
     injection,
     cryo_published,
+    hifu_cases,
 ]
