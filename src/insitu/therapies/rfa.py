@@ -260,7 +260,8 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
         try:
             solution = field_solver.solve_unit(sigma_at_solve, _drive_pattern(device, terminal))
         except PhysicsError as error:
-            dry = int(np.count_nonzero(sigma_at_solve < sigma37 * (2.0 / DESICCATION_DROP_FACTOR)))
+            # dried: σ cut by the desiccation drop (σ37·(1 + α·63 K) ≈ 2.3 σ37 at 100 °C before the cut)
+            dry = int(np.count_nonzero(sigma_at_solve < sigma37 * (10.0 / DESICCATION_DROP_FACTOR)))
             raise PhysicsError(
                 f"at t = {t_s:.0f} s the RF field around the electrode cannot be solved ({dry} voxels of dried tissue"
                 f" cut the current's paths; {error.problem})",
