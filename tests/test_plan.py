@@ -103,7 +103,7 @@ def test_source_that_misses_every_voxel_is_an_error():
         source_field(grid, (1.0, 1.0, 1.0), PrescribedSourceProtocol(power_w=1, duration_s=1, radius_mm=0.2))
 
 
-@pytest.mark.parametrize("name", ["prescribed_source", "rfa", "mwa", "laser", "injection", "cryo"])
+@pytest.mark.parametrize("name", ["prescribed_source", "rfa", "mwa", "laser", "injection", "cryo", "hifu"])
 def test_every_example_plan_in_the_readme_reads(name):
     """The plans the README tells users to run are valid documents: therapy, device and protocol check out."""
     from pathlib import Path
