@@ -332,10 +332,18 @@ def hifu_cases() -> list[Row]:
     return hifu_rows()
 
 
+def vascular_flow() -> list[Row]:
+    """VASC-1 (Poiseuille network, mass conservation) and VASC-3 (Fåhræus–Lindqvist viscosity) — vascular_flow_cases."""
+    from insitu.validation.vascular_flow_cases import vascular_flow_rows
+
+    return vascular_flow_rows()
+
+
 CASES: list[Callable[[], list[Row]]] = [
     in_phantom,
     vasc_2,
     vasc_2_angles,
+    vascular_flow,
     in_tissue,
     thermal_damage,
     thermal_bioheat,
