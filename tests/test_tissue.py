@@ -127,15 +127,6 @@ def test_hcc_ct_enhances_in_arterial_phase(lib):
     assert hu[lib.index_of("air")] == -1000 and hu[lib.index_of("water")] == 0
 
 
-def test_optics_present_for_liver_absent_elsewhere(lib):
-    mua, musp = lib.optical_properties("liver", 1064)
-    mua_c, musp_c = lib.optical_properties("liver", 1064, coagulated=True)
-    assert mua > 0 and mua_c > 0 and musp_c > musp  # coagulation raises scattering
-    assert all(math.isnan(v) for v in lib.optical_properties("muscle", 980))
-    with pytest.raises(TissueError, match="830 nm"):
-        lib.optical_properties("liver", 830)
-
-
 def test_sources_of_gives_full_citations(lib):
     rows = lib.sources_of("liver", "thermal_conductivity_w_m_k")
     assert [r.quantity for r in rows] == [
@@ -323,10 +314,10 @@ def test_property_volume_rejects_bad_input(lib):
         lib.property_volume(np.array([19], dtype=np.uint8), "ct_hu")
     with pytest.raises(TissueError, match="did you mean 'ct_hu'"):
         lib.property_volume(idx, "ct_hv")
-    with pytest.raises(TissueError, match="not known for tissue 'air', 'hcc', 'water'"):
-        lib.property_volume(idx, "absorption_per_mm_1064nm")  # hcc optics are absent (NaN)
+    with pytest.raises(TissueError, match="not known for tissue 'air', 'water'"):
+        lib.property_volume(idx, "cryo_lethal_temperature_c")  # no lethal isotherm for air or water (NaN)
     liver_only = np.ones((2, 2), dtype=np.uint8)
-    assert np.all(np.isfinite(lib.property_volume(liver_only, "absorption_per_mm_1064nm")))
+    assert np.all(np.isfinite(lib.property_volume(liver_only, "cryo_lethal_temperature_c")))
     with pytest.raises(TissueError, match="shape"):
         lib.property_volume(idx, "density_kg_m3", temperature_c=np.zeros((3, 3), np.float32))
 

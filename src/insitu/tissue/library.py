@@ -51,7 +51,6 @@ __all__ = [
 DEFAULT_PATH = Path(__file__).with_name("tissues.yaml")
 STATUSES = ("confirmed", "derived", "recalled", "unconfirmed")
 MAX_TISSUES = 256  # a uint8 index volume holds positions 0..255
-OPTICAL_WAVELENGTHS_NM = (980, 1064)
 
 
 class _Spec(NamedTuple):
@@ -81,16 +80,9 @@ REQUIRED_PROPERTIES: Mapping[str, _Spec] = MappingProxyType(
     }
 )
 
-_OPTICAL: dict[str, _Spec] = {}
-for _nm in OPTICAL_WAVELENGTHS_NM:
-    for _suffix in ("", "_coagulated"):
-        _OPTICAL[f"absorption_per_mm_{_nm}nm{_suffix}"] = _Spec("1/mm", 0.0, 100.0)
-        _OPTICAL[f"reduced_scattering_per_mm_{_nm}nm{_suffix}"] = _Spec("1/mm", 0.0, 1000.0)
-
 OPTIONAL_PROPERTIES: Mapping[str, _Spec] = MappingProxyType(
     {
         "nonlinearity_b_over_a": _Spec("1", 0.0, 20.0),
-        **_OPTICAL,
         "latent_heat_j_m3": _Spec("J/m³", 1.0e6, 1.0e9),
         "latent_heat_dsc_j_kg": _Spec("J/kg", 1.0e3, 1.0e6),
         "freezing_onset_c": _Spec("°C", -60.0, 5.0),
@@ -469,20 +461,6 @@ class TissueLibrary:
     def conductivity_table(self, frequency_hz: float, temperature_c: float = REFERENCE_TEMPERATURE_C) -> np.ndarray:
         """Effective σ (S/m) per tissue index at one frequency (float64), for microwave solvers."""
         return np.array([float(t.conductivity_s_m(frequency_hz, temperature_c)) for t in self])
-
-    def optical_properties(self, name: str, wavelength_nm: int, coagulated: bool = False) -> tuple[float, float]:
-        """(μa, μs′) in 1/mm of ``name`` at 980 or 1064 nm; NaN where the library has no value."""
-        if int(wavelength_nm) not in OPTICAL_WAVELENGTHS_NM:
-            raise TissueError(
-                f"no optical data at {wavelength_nm} nm",
-                f"use one of {', '.join(map(str, OPTICAL_WAVELENGTHS_NM))} nm",
-            )
-        suffix = f"{int(wavelength_nm)}nm" + ("_coagulated" if coagulated else "")
-        tissue = self.tissue(name)
-        return (
-            tissue.value(f"absorption_per_mm_{suffix}"),
-            tissue.value(f"reduced_scattering_per_mm_{suffix}"),
-        )
 
     # --- provenance -------------------------------------------------------------------------
     def sources_of(self, name: str, prop: str) -> tuple[Provenance, ...]:
