@@ -25,7 +25,14 @@ test: $(STAMP)
 validate: $(STAMP)
 	$(PY) -m insitu.validation --out validation/REPORT.md
 
-bench: $(STAMP)
+# peers that pin their own numpy/scipy (k-wave-python) live in a venv of their own, run as subprocesses
+PEERS := .venv-peers/.installed-stamp
+$(PEERS):
+	test -x .venv-peers/bin/python || $(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/python -m pip install --quiet "k-wave-python==0.6.2"
+	touch $(PEERS)
+
+bench: $(STAMP) $(PEERS)
 	$(PY) -m pip install --quiet -e ".[dev,bench]"
 	$(PY) benchmarks/run.py --out benchmarks/results.json
 
@@ -34,4 +41,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) insitu-demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-peers insitu-demo .pytest_cache .ruff_cache
