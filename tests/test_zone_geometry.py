@@ -88,8 +88,8 @@ def test_a_level_field_gives_sub_voxel_axes(radius, half_length, offset):
     offset=st.tuples(st.floats(-0.5, 0.5), st.floats(-0.5, 0.5), st.floats(-0.5, 0.5)),
 )
 def test_three_diameters_and_the_ellipsoid_volume_of_a_triaxial_zone(semi_axes, offset):
-    """A tri-axial ellipsoid along z (semi-axes c > a > b): Dl = 2c, Ds = 2a (the widest across), Dv = 2b (across
-    both), and π/6·Dl·Ds·Dv is its volume 4/3·π·abc, as gross-pathology studies compute a zone's volume."""
+    """A tri-axial ellipsoid along z (semi-axes c, a > b): Dl = 2c, Ds = 2a (the widest across), Dv = 2b (the narrowest
+    across), and π/6·Dl·Ds·Dv is its volume 4/3·π·abc, as gross-pathology studies compute a zone's volume."""
     c, a, b = semi_axes
     grid = _grid(shape=(48, 48, 48), spacing=(1.0, 1.0, 1.0))
     centre = np.array([24.0, 24.0, 24.0]) + np.asarray(offset)

@@ -1,9 +1,10 @@
 """Size of an ablation zone as clinicians report it: long axis along the applicator, short axis across it.
 
-Extents are Feret diameters: along the applicator's direction (long axis, Dl), the largest over directions
-perpendicular to it (short axis, Ds) and the one perpendicular to both (vertical axis, Dv); volume is the voxel count
-times the voxel volume. Gross-pathology studies report a zone's volume from its three diameters as the ellipsoid
-π/6·Dl·Ds·Dv, so that figure is given too (``ellipsoid_volume_ml``): compare like with like.
+Extents are Feret diameters: along the applicator's direction (long axis, Dl), and the largest and the smallest over
+directions perpendicular to it (short axis Ds, vertical axis Dv: for an elliptic cross-section these are its two
+principal diameters, found without first locating the widest direction, whose error would leak into Dv); volume is
+the voxel count times the voxel volume. Gross-pathology studies report a zone's volume from its three diameters as
+the ellipsoid π/6·Dl·Ds·Dv, so that figure is given too (``ellipsoid_volume_ml``): compare like with like.
 
 Without more information the zone is its voxel set (each voxel a box: extents good to ±1 voxel). With a continuous
 ``level`` field (positive inside, zero on the boundary: e.g. ln Ω for an Arrhenius zone) the boundary is located
@@ -64,9 +65,9 @@ def _boundary_points_kji(zone: np.ndarray, level: np.ndarray) -> np.ndarray:
 def zone_axes_mm(
     zone: np.ndarray, grid: Grid, axis_direction: np.ndarray, level: np.ndarray | None = None
 ) -> dict[str, float]:
-    """Long axis (along ``axis_direction``, LPS), short axis (largest perpendicular extent), vertical axis (across
-    both), voxel volume and ellipsoid volume π/6·Dl·Ds·Dv (mL); with ``level`` (positive inside the zone, on the
-    grid) the extents are sub-voxel (module docstring)."""
+    """Long axis (along ``axis_direction``, LPS), short and vertical axes (largest and smallest perpendicular extent),
+    voxel volume and ellipsoid volume π/6·Dl·Ds·Dv (mL); with ``level`` (positive inside the zone, on the grid) the
+    extents are sub-voxel (module docstring)."""
     grid.require_array(zone, "ablation zone")
     count = int(np.count_nonzero(zone))
     volume_ml = count * grid.voxel_volume_ml
@@ -91,13 +92,11 @@ def zone_axes_mm(
         points = grid.index_to_world(np.stack([i, j, k], axis=-1).astype(float))
         box_axes = (grid.direction @ np.diag(grid.spacing_mm)).T  # rows: the voxel's three edge vectors in LPS mm
     widths = [_extent_mm(points, direction, box_axes) for direction in across]
-    widest = int(np.argmax(widths))
-    long_mm = _extent_mm(points, d, box_axes)
-    vertical_mm = _extent_mm(points, np.cross(d, across[widest]), box_axes)
+    long_mm, short_mm, vertical_mm = _extent_mm(points, d, box_axes), max(widths), min(widths)
     return {
         "long_axis_mm": long_mm,
-        "short_axis_mm": widths[widest],
+        "short_axis_mm": short_mm,
         "vertical_axis_mm": vertical_mm,
         "zone_volume_ml": volume_ml,
-        "ellipsoid_volume_ml": np.pi / 6.0 * long_mm * widths[widest] * vertical_mm * 1e-3,
+        "ellipsoid_volume_ml": np.pi / 6.0 * long_mm * short_mm * vertical_mm * 1e-3,
     }
