@@ -126,9 +126,14 @@ def test_validation_rows_verification_passes():
     rows = darcy_rows((2.0, 1.0)) + front_rows(2.0)
     ids = {r.case_id for r in rows}
     assert ids == {"IN-INJ-1", "IN-INJ-2"}
-    failing = [r for r in rows if not r.passed and "order" not in r.quantity and "wetted" not in r.quantity
-               and "radius" not in r.quantity]  # fmt: skip
-    assert failing == []  # (the order and the 2 % volume rows are met at the report's finer grids)
+    coarse = {r.quantity.split(",")[0]: r for r in rows}
+    # at these coarse grids every row passes except two that the report meets at its finer grids (1 → 0.5 mm);
+    # here they are held to what a 2 mm grid gives: the order pre-asymptotic, the wetted volume within 5 %
+    order = coarse["observed order"]
+    assert 1.3 < order.simulated < 2.2
+    wetted = next(r for r in rows if "wetted" in r.quantity)
+    assert wetted.simulated == pytest.approx(float(wetted.reference), rel=0.05)  # the infused volume
+    assert all(r.passed for r in rows if r is not order and r is not wetted)
 
 
 def test_vehmas_rows_report_the_known_gap():
