@@ -15,6 +15,7 @@ from insitu.geometry import (
     rotation_about_axis,
     rotation_between,
     segment_segment_distance,
+    segment_segment_distances,
     signed_distance_mm,
 )
 from insitu.grid import Grid, isotropic_grid
@@ -91,3 +92,12 @@ def test_signed_distance_anisotropic_plane_is_exact():
     np.testing.assert_allclose(sd[11, 5, 5], -0.25)
     np.testing.assert_allclose(sd[12, 5, 5], 0.25)
     np.testing.assert_allclose(sd[20, 5, 5], 0.25 + 8 * 0.5)
+
+
+@given(st.lists(st.floats(-20.0, 20.0), min_size=12, max_size=12))
+@settings(max_examples=200, deadline=None)
+def test_vectorised_segment_distance_matches_the_scalar_one(values):
+    p0, p1, q0, q1 = (np.array(values[3 * n : 3 * n + 3]) for n in range(4))
+    expected = segment_segment_distance(p0, p1, q0, q1)
+    got = float(segment_segment_distances(p0[None], p1[None], q0[None], q1[None])[0])
+    assert got == pytest.approx(expected, abs=1e-9 * (1.0 + expected))

@@ -131,6 +131,32 @@ def segment_segment_distance(p0: np.ndarray, p1: np.ndarray, q0: np.ndarray, q1:
     return float(np.linalg.norm(p0 + d1 * s - (q0 + d2 * t)))
 
 
+def segment_segment_distances(p0: np.ndarray, p1: np.ndarray, q0: np.ndarray, q1: np.ndarray) -> np.ndarray:
+    """Vectorised :func:`segment_segment_distance` over broadcast ``(..., 3)`` end points (mm), the same cases:
+    parallel segments and segments of zero length (points) included."""
+    d1, d2, r = p1 - p0, q1 - q0, p0 - q0
+    a = np.einsum("...i,...i", d1, d1)
+    e = np.einsum("...i,...i", d2, d2)
+    f = np.einsum("...i,...i", d2, r)
+    c = np.einsum("...i,...i", d1, r)
+    b = np.einsum("...i,...i", d1, d2)
+    eps = 1e-12
+    a_ok, e_ok = a > eps, e > eps
+    safe_a, safe_e = np.where(a_ok, a, 1.0), np.where(e_ok, e, 1.0)
+    denom = a * e - b * b
+    s = np.where(denom > eps, np.clip((b * f - c * e) / np.where(denom > eps, denom, 1.0), 0.0, 1.0), 0.0)
+    t = (b * s + f) / safe_e
+    s = np.where(t < 0.0, np.clip(-c / safe_a, 0.0, 1.0), np.where(t > 1.0, np.clip((b - c) / safe_a, 0.0, 1.0), s))
+    t = np.clip(t, 0.0, 1.0)
+    # a point against a segment, or two points
+    s = np.where(a_ok & ~e_ok, np.clip(-c / safe_a, 0.0, 1.0), s)
+    t = np.where(a_ok & ~e_ok, 0.0, t)
+    s = np.where(~a_ok, 0.0, s)
+    t = np.where(~a_ok, np.where(e_ok, np.clip(f / safe_e, 0.0, 1.0), 0.0), t)
+    diff = r + d1 * s[..., None] - d2 * t[..., None]
+    return np.sqrt(np.einsum("...i,...i", diff, diff))
+
+
 # ---------------------------------------------------------------------- distance maps
 def distance_map_mm(mask: np.ndarray, grid: Grid) -> np.ndarray:
     """Distance (mm, float32) from each voxel centre to the nearest true voxel centre of ``mask``."""
