@@ -121,9 +121,11 @@ def test_root_calibres_are_anatomical_and_taper_to_the_grid(phantom):
     assert 2.0 <= 2 * root_radius(ha) <= cha_diameter
     for tree in phantom.trees.values():
         terminal = tree.radius_mm[tree.terminals]
-        # the finest vessels are about the voxel size (radius 0.3–1.2 voxels at 1 mm)
-        assert 0.3 <= float(np.median(terminal)) <= 1.2, tree.name
         assert root_radius(tree) > 3 * float(np.median(terminal))
+        if tree.kind == "hepatic_artery":
+            continue  # balanced arterioles far below the voxel size: tests/test_tumour_supply.py
+        # the finest veins are about the voxel size (radius 0.3–1.2 voxels at 1 mm)
+        assert 0.3 <= float(np.median(terminal)) <= 1.2, tree.name
 
 
 def test_ct_numbers_per_tissue_are_documented(phantom):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from insitu.errors import StructureError
-from insitu.geometry import rotation_about_axis
+from insitu.geometry import rotation_about_axis, segment_segment_distances
 from insitu.grid import Grid
 from insitu.vascular.generate import TreeSpec, _fermat_point, generate_trees, load_anatomy
 from insitu.vascular.tree import VesselKind, VesselTree
@@ -37,29 +37,11 @@ def _segments(tree: VesselTree) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tree.points_mm[tree.parent[idx]], tree.points_mm[idx], tree.radius_mm[idx]
 
 
-def _seg_seg_distance(p0: np.ndarray, p1: np.ndarray, q0: np.ndarray, q1: np.ndarray) -> np.ndarray:
-    """Vectorised shortest distance between segments (broadcasting ``(..., 3)`` inputs)."""
-    d1, d2, r = p1 - p0, q1 - q0, p0 - q0
-    a = np.einsum("...i,...i", d1, d1)
-    e = np.einsum("...i,...i", d2, d2)
-    f = np.einsum("...i,...i", d2, r)
-    c = np.einsum("...i,...i", d1, r)
-    b = np.einsum("...i,...i", d1, d2)
-    denom = a * e - b * b
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s = np.where(denom > 1e-12 * a * e, np.clip((b * f - c * e) / denom, 0.0, 1.0), 0.0)
-        t = (b * s + f) / e
-        s = np.where(t < 0, np.clip(-c / a, 0, 1), np.where(t > 1, np.clip((b - c) / a, 0, 1), s))
-        t = np.clip(t, 0.0, 1.0)
-    diff = r + d1 * s[..., None] - d2 * t[..., None]
-    return np.sqrt(np.einsum("...i,...i", diff, diff))
-
-
 def _min_wall_gap(t1: VesselTree, t2: VesselTree) -> float:
     """Smallest (centreline distance − r1 − r2) over all segment pairs of two trees."""
     a0, a1, ra = _segments(t1)
     b0, b1, rb = _segments(t2)
-    d = _seg_seg_distance(a0[:, None], a1[:, None], b0[None], b1[None])
+    d = segment_segment_distances(a0[:, None], a1[:, None], b0[None], b1[None])
     return float((d - ra[:, None] - rb[None]).min())
 
 

@@ -3,8 +3,11 @@
 World frame: LPS millimetres (x → patient left, y → posterior, z → superior), grid centred on
 (0, 0, 0). Organs are implicit shapes (ellipsoids, tubes, offset ellipses); the intrahepatic portal
 vein, hepatic artery and hepatic veins are grown by constrained constructive optimization inside the
-liver and kept as graphs. Sizes and contrast values with their sources live in ``phantom.yaml``;
-tissue CT numbers come from the tissue library.
+liver and kept as graphs. The artery grows last, around the veins and with terminals dense where the
+tissue's arterial perfusion is high (tumours), and its radii are balanced to carry the hepatic-artery
+flow; only its branches of at least half a voxel are drawn into the label map. Sizes, contrast values
+and the arterial inflow with their sources live in ``phantom.yaml``; tissue CT numbers and perfusion
+come from the tissue library.
 """
 
 from __future__ import annotations
@@ -114,6 +117,7 @@ class PhantomSpec:
     terminal_radius_voxels: float = 0.75  # vessel trees taper to this radius (in voxels)
     max_terminals_per_tree: int = 1200
     noise: bool = True
+    arterial_terminals: int = 4000  # hepatic-artery terminals (arterioles well below the voxel size)
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.spacing_mm) and 0.4 <= self.spacing_mm <= 4.0):
@@ -125,6 +129,8 @@ class PhantomSpec:
             raise StructureError(f"{self.lymph_nodes} lymph nodes requested", "give 0–4")
         if len(self.tumors) > 6:
             raise StructureError(f"{len(self.tumors)} tumours requested", "give at most 6")
+        if not 8 <= self.arterial_terminals <= 20000:
+            raise StructureError(f"{self.arterial_terminals} arterial terminals requested", "give 8–20000")
 
 
 # ---------------------------------------------------------------------- small shape helpers
@@ -259,6 +265,7 @@ def make_phantom(spec: PhantomSpec | None = None, progress: Progress | None = No
         ("vessel trees", _vessel_trees),
         ("couinaud segments", _couinaud),
         ("tumours", _tumours),
+        ("hepatic artery", _hepatic_artery),
         ("lymph nodes", _lymph_nodes),
     ]
     for index, (stage, function) in enumerate(steps):
@@ -472,7 +479,7 @@ def _column_bottom(mask: np.ndarray, grid: Grid, x_mm: float, y_mm: float) -> fl
 
 def _vessel_trees(b: _Build) -> None:
     from insitu.vascular.generate import TreeSpec, generate_trees
-    from insitu.vascular.tree import VesselKind
+    from insitu.vascular.tree import VesselKind, VesselTree
 
     s = b.space
     grid = b.grid
@@ -552,14 +559,6 @@ def _vessel_trees(b: _Build) -> None:
             n_terminals=terminals(pv_r),
             first_target_mm=tuple(pv_first),
         ),
-        TreeSpec(
-            name="hepatic_artery",
-            kind=VesselKind.HEPATIC_ARTERY,
-            root_mm=tuple(ha_root),
-            root_radius_mm=ha_r,
-            n_terminals=terminals(ha_r) * 4,
-            first_target_mm=tuple(ha_first),
-        ),
     ]
     for name, (direction, radius) in hv.items():
         root = ivc_top + unit(direction) * 20.0
@@ -576,8 +575,14 @@ def _vessel_trees(b: _Build) -> None:
                 first_target_mm=tuple(target),
             )
         )
-    trees = generate_trees(liver, grid, specs, seed=int(b.rng.integers(2**31)), clearance_mm=0.5 * spacing)
+    # the hepatic artery grows after the tumours (they set its demand); its trunk is reserved now, with
+    # room for the calibre radius balancing gives it (at most the common hepatic artery's)
+    reserve_r = calibre["hepatic_artery_root_radius_mm"]
+    reserved = VesselTree(points_mm=[ha_root, ha_first], parent=[-1, 0], radius_mm=[reserve_r] * 2, name="reserved")
+    seed = int(b.rng.integers(2**31))
+    trees = generate_trees(liver, grid, specs, seed=seed, clearance_mm=0.5 * spacing, obstacles=[reserved])
     b.info["trees"] = {tree.name: tree for tree in trees}
+    b.info["artery"] = {"root_mm": ha_root, "first_target_mm": ha_first, "seed": int(b.rng.integers(2**31))}
     # extrahepatic parts: portal trunk from the confluence, common hepatic artery from the coeliac trunk
     trunk = np.array([[8.0, 22.0, -88.0], [-4.0, 12.0, -60.0], [hx, hy, z_hilum - 6.0], pv_root])
     cha = np.array(
@@ -589,9 +594,9 @@ def _vessel_trees(b: _Build) -> None:
         ]
     )
     pv_mask = trees[0].rasterize(grid) | (_tube(s, trunk, pv_r, samples=20) & ~liver)
-    ha_mask = trees[1].rasterize(grid) | (_tube(s, cha, calibre["hepatic_artery_root_radius_mm"], samples=20) & ~liver)
+    ha_mask = _tube(s, cha, calibre["hepatic_artery_root_radius_mm"], samples=20) & ~liver  # extrahepatic
     hv_mask = np.zeros(grid.shape, dtype=bool)
-    for tree in trees[2:]:
+    for tree in trees[1:]:
         hv_mask |= tree.rasterize(grid)
         hv_mask |= _tube(s, np.array([ivc_top, tree.points_mm[0]]), float(tree.radius_mm[tree.children(0)[0]]))
     body = b.masks["body"]
@@ -599,6 +604,85 @@ def _vessel_trees(b: _Build) -> None:
     b.masks["hepatic_artery"] = ha_mask & body & ~pv_mask
     b.masks["hepatic_veins"] = hv_mask & body & ~pv_mask & ~ha_mask
     b.info["hilum_mm"] = pv_root
+
+
+def _arterial_demand(b: _Build) -> np.ndarray:
+    """Relative arterial terminal density: each tissue's arterial perfusion ω·f_arterial (tissue library).
+
+    Liver parenchyma and each tumour kind (hcc hypervascular, metastasis less so); zero in the portal and
+    hepatic-vein lumens, which are blood, not tissue.
+    """
+    from insitu.tissue.library import load_library
+
+    library = load_library()
+
+    def arterial_per_s(name: str) -> float:
+        tissue = library.tissue(name)
+        return tissue.perfusion_per_s * tissue.value("perfusion_arterial_fraction")
+
+    demand = np.zeros(b.grid.shape, dtype=np.float64)
+    demand[b.masks["liver"]] = arterial_per_s("liver")
+    for n, tumor in enumerate(b.spec.tumors, start=1):
+        demand[b.masks[f"tumor_{n}"]] = arterial_per_s("hcc" if tumor.kind == "hcc" else "liver_metastasis")
+    demand[b.masks["portal_vein"] | b.masks["hepatic_veins"]] = 0.0
+    return demand
+
+
+def arterial_inflow_ml_min() -> float:
+    """Proper hepatic artery flow of the phantom: Carlisle 1992 per-kg flow × the assumed body mass."""
+    data = phantom_data()["hepatic_artery"]
+    return float(data["flow_ml_min_kg"]["value"]) * float(data["body_mass_kg"]["value"])
+
+
+def _hepatic_artery(b: _Build) -> None:
+    """Grow the hepatic artery around the finished veins, dense where tissue needs arterial blood.
+
+    ``arterial_terminals`` terminals with equal flow, drawn ∝ the arterial demand, so tumour supply
+    follows the tissue library; radii balanced so the Carlisle inflow runs from the inlet to the
+    terminals between the Karch pressures (rheology.yaml). Only branches at least half a voxel thick are
+    drawn into the label map; the whole tree is kept.
+    """
+    from insitu.vascular.balance import balance_radii
+    from insitu.vascular.generate import TreeSpec, generate_trees, prune_overlaps
+    from insitu.vascular.tree import VesselKind
+
+    grid = b.grid
+    spacing = b.spec.spacing_mm
+    trees = b.info["trees"]
+    veins = list(trees.values())
+    info = b.info["artery"]
+    spec = TreeSpec(
+        name="hepatic_artery",
+        kind=VesselKind.HEPATIC_ARTERY,
+        root_mm=tuple(info["root_mm"]),
+        root_radius_mm=vessel_calibres()["proper_hepatic_artery_root_radius_mm"],
+        n_terminals=b.spec.arterial_terminals,
+        first_target_mm=tuple(info["first_target_mm"]),
+    )
+    (artery,) = generate_trees(
+        b.masks["liver"],
+        grid,
+        [spec],
+        seed=info["seed"],
+        clearance_mm=0.5 * spacing,
+        demand=_arterial_demand(b),
+        obstacles=veins,
+    )
+    inflow = arterial_inflow_ml_min()
+    for _ in range(5):  # balanced radii differ from the growth-time ones: prune what now touches a vein
+        artery = balance_radii(artery, inlet_flow_ml_min=inflow)
+        pruned = prune_overlaps(artery, veins, clearance_mm=0.0)
+        if pruned is artery:
+            break
+        artery = pruned
+    else:
+        raise InsituError("the balanced hepatic artery keeps overlapping the veins", "report this as a bug")
+    mask = artery.rasterize(grid, min_radius_mm=0.5 * spacing) & b.masks["body"] & ~b.masks["portal_vein"]
+    b.masks["hepatic_artery"] = b.masks["hepatic_artery"] | mask
+    b.masks["hepatic_veins"] &= ~mask
+    order = ["portal_vein", "hepatic_artery"] + [name for name in trees if name != "portal_vein"]
+    trees["hepatic_artery"] = artery
+    b.info["trees"] = {name: trees[name] for name in order}
 
 
 def _couinaud(b: _Build) -> None:

@@ -9,6 +9,10 @@ is a weighted Fermat point (solved by Weiszfeld's iteration). Several trees grow
 one domain; they keep ``r₁ + r₂ + clearance`` apart, trees of the same kind (e.g. three hepatic
 veins) compete for territory, and every centreline stays inside the mask. A trunk whose root
 lies outside the mask (an inlet at the hilum) may run outside until it first enters it.
+A demand map (relative terminal density, as in VascuSynth) makes terminals denser where tissue needs
+more blood; finished trees passed as obstacles are kept clear of but not grown. After the radii of a
+grown tree change (``insitu.vascular.balance``), :func:`prune_overlaps` removes branches that now touch
+an obstacle.
 
 The hot loop is one numba kernel working on flat arrays; Python only samples random numbers
 (a numpy Generator, so a seed fixes the result), reports progress and builds the trees.
@@ -36,6 +40,9 @@ _SAFETY = 1.25  # radii are inflated this much in collision checks (radii drift 
 _DECAY = 0.9  # distance-threshold shrink factor after every ``_N_TOSS`` failed attempts (Karch)
 _N_TOSS = 10
 _MAX_FAIL = 1500  # consecutive failed attempts before a tree stops growing
+# Obstacle trees store their fixed radii in the growth arrays: r = r_max·(nterm/n_done)^(1/γ) with γ = 1,
+# n_done = 2^50 and nterm = round(2^50·r/r_max), exact to ~1e-15 (keeps the hot radius lookup branch-free).
+_OBSTACLE_COUNT = 1 << 50
 
 # status codes returned by the kernel
 _DONE, _CHUNK, _NEED_RANDOM, _NEED_SPACE, _FIRST_FAILED = 0, 1, 2, 3, 4
@@ -74,6 +81,8 @@ def generate_trees(
     progress: Progress | None = None,
     *,
     k_nearest: int = 12,
+    demand: np.ndarray | None = None,
+    obstacles: Sequence[VesselTree] = (),
 ) -> list[VesselTree]:
     """Grow the trees of ``specs`` together inside ``domain_mask`` (a bool mask on ``grid``).
 
@@ -82,6 +91,12 @@ def generate_trees(
     of the same kind also split the domain between them. Deterministic for a given ``seed``.
     A tree that finds no more room stops short of ``n_terminals`` (the final progress message
     names it); rarely, a branch that ends too close to another tree is pruned.
+
+    ``demand`` (a non-negative float volume on ``grid``, like VascuSynth's demand map) is the
+    relative terminal density: candidates are drawn with probability ∝ demand and the Karch
+    distance threshold scales with the local spacing (mean demand / local demand)^(1/3), so with
+    equal terminal flows a region's flow is ∝ its summed demand. ``obstacles`` are finished trees
+    (their own radii) that the new trees keep ``clearance_mm`` away from without growing them.
     """
     report = ensure_progress(progress)
     mask = np.ascontiguousarray(np.asarray(domain_mask, dtype=np.bool_))
@@ -99,14 +114,18 @@ def generate_trees(
     spacing = np.asarray(grid.spacing_mm, dtype=np.float64)
     volume = float(inside.size * np.prod(spacing))
     n_trees = len(specs)
+    inside, cdf, dscale = _demand_sampling(demand, mask, grid, inside)
+    obs_pos, obs_parent, obs_radius, obs_tree, obs_roots = _obstacle_arrays(obstacles)
+    n_obs = len(obs_roots)
+    n_all = n_trees + n_obs
 
     roots = np.zeros((n_trees, 3))
-    firsts = np.zeros((n_trees, 3))
-    has_first = np.zeros(n_trees, dtype=np.int64)
-    targets = np.zeros(n_trees, dtype=np.int64)
-    rroot = np.zeros(n_trees)
-    gamma = np.zeros(n_trees)
-    groups = np.zeros(n_trees, dtype=np.int64)
+    firsts = np.zeros((n_all, 3))
+    has_first = np.zeros(n_all, dtype=np.int64)
+    targets = np.zeros(n_all, dtype=np.int64)
+    rroot = np.zeros(n_all)
+    gamma = np.full(n_all, 3.0)
+    groups = np.zeros(n_all, dtype=np.int64)
     kinds = [VesselKind.parse(s.kind) for s in specs]
     for t, spec in enumerate(specs):
         roots[t] = _point(spec.root_mm, f"root_mm of tree {spec.name!r}")
@@ -129,9 +148,13 @@ def generate_trees(
         rroot[t] = float(spec.root_radius_mm)
         gamma[t] = float(spec.murray_exponent)
         groups[t] = list(VesselKind).index(kinds[t]) if kinds[t] != VesselKind.OTHER else 100 + t
+    for j in range(n_obs):  # obstacles: never grown (target 0), never rivals (a group of their own)
+        rroot[n_trees + j] = float(obs_radius[obs_tree == j].max())
+        gamma[n_trees + j] = 1.0
+        groups[n_trees + j] = -1 - j
 
     # spatial hash over the domain (and roots) in world coordinates
-    lo, hi = _world_box(mask, grid, np.vstack([roots, firsts[has_first == 1]]))
+    lo, hi = _world_box(mask, grid, np.vstack([roots, firsts[:n_trees][has_first[:n_trees] == 1]]))
     n_total = int(targets.sum())
     spacing_per_terminal = (volume / n_total) ** (1.0 / 3.0)
     cell = max(0.5 * spacing_per_terminal, float(spacing.max()))
@@ -140,8 +163,8 @@ def generate_trees(
     dims = np.maximum(np.ceil((hi - lo) / cell).astype(np.int64), 1)
     diagonal = float(np.linalg.norm(hi - lo))
     per_segment = math.ceil(diagonal / (0.5 * cell)) + 2
-    n_nodes_cap = int(2 * n_total + 2 * n_trees + 2)
-    entries_cap = max(4 * per_segment, n_total * 12 + 3 * per_segment)
+    n_nodes_cap = int(2 * n_total + 2 * n_trees + 2) + obs_pos.shape[0]
+    entries_cap = max(4 * per_segment, n_total * 12 + 3 * per_segment) + _hash_entries(obs_pos, obs_parent, cell)
 
     pos = np.zeros((n_nodes_cap, 3))
     parent = np.full(n_nodes_cap, -1, dtype=np.int64)
@@ -151,11 +174,13 @@ def generate_trees(
     for t in range(n_trees):
         pos[t] = roots[t]
         tree_of[t] = t
-    root_node = np.arange(n_trees, dtype=np.int64)
-    n_done = np.zeros(n_trees, dtype=np.int64)
-    active = np.ones(n_trees, dtype=np.int64)
-    fails = np.zeros(n_trees, dtype=np.int64)
-    dfac = np.ones(n_trees)
+    root_node = np.arange(n_all, dtype=np.int64)
+    n_done = np.zeros(n_all, dtype=np.int64)
+    active = np.ones(n_all, dtype=np.int64)
+    active[n_trees:] = 0
+    n_done[n_trees:] = _OBSTACLE_COUNT
+    fails = np.zeros(n_all, dtype=np.int64)
+    dfac = np.ones(n_all)
     head = np.full(int(np.prod(dims)), -1, dtype=np.int64)
     nxt = np.full(entries_cap, -1, dtype=np.int64)
     eseg = np.zeros(entries_cap, dtype=np.int64)
@@ -165,6 +190,15 @@ def generate_trees(
     seen = np.zeros(n_nodes_cap, dtype=np.int64)
     # counters: n_nodes, n_entries, stamp, n_big, random position, failed tree, terminals
     cnt = np.array([n_trees, 0, 0, 0, 0, -1, 0], dtype=np.int64)
+    if n_obs:
+        m = obs_pos.shape[0]
+        pos[n_trees : n_trees + m] = obs_pos
+        parent[n_trees : n_trees + m] = np.where(obs_parent >= 0, obs_parent + n_trees, -1)
+        tree_of[n_trees : n_trees + m] = obs_tree + n_trees
+        share = np.rint(obs_radius / rroot[n_trees + obs_tree] * _OBSTACLE_COUNT).astype(np.int64)
+        nterm[n_trees : n_trees + m] = np.maximum(share, 1)  # the fixed radius (and > 0: alive)
+        root_node[n_trees:] = obs_roots + n_trees
+        cnt[0] = n_trees + m
     i2w = np.ascontiguousarray(grid.index_to_world_matrix[:3, :])
     w2i = np.ascontiguousarray(np.linalg.inv(grid.index_to_world_matrix)[:3, :])
     fpar = np.array(
@@ -181,6 +215,13 @@ def generate_trees(
     )
     ipar = np.array([int(k_nearest), _N_TOSS, _MAX_FAIL, per_segment], dtype=np.int64)
 
+    if n_obs:
+        nodes = (pos, parent, child, tree_of, nterm)
+        trees = (root_node, n_done, targets, rroot, gamma, groups, active, fails, dfac, firsts, has_first)
+        hashd = (head, nxt, eseg, lo, dims, isbig, big, seen, bigr)
+        _hash_range(n_trees, n_trees + obs_pos.shape[0], nodes, hashd, cnt, cell)
+        _refresh_big(nodes, trees, hashd, cnt, fpar[5])
+
     rng = np.random.default_rng(seed)
     rand = rng.random(_RANDOM_BLOCK)
     chunk = max(1, n_total // 50)
@@ -189,7 +230,7 @@ def generate_trees(
         nodes = (pos, parent, child, tree_of, nterm)
         trees = (root_node, n_done, targets, rroot, gamma, groups, active, fails, dfac, firsts, has_first)
         hashd = (head, nxt, eseg, lo, dims, isbig, big, seen, bigr)
-        dom = (mask, w2i, i2w, inside)
+        dom = (mask, w2i, i2w, inside, cdf, dscale)
         stop = min(int(cnt[6]) + chunk, n_total)
         status = _grow(nodes, trees, hashd, dom, rand, cnt, fpar, ipar, stop)
         if status == _DONE:
@@ -219,7 +260,7 @@ def generate_trees(
         f"{spec.name} {int(n_done[t])}/{spec.n_terminals}" for t, spec in enumerate(specs) if n_done[t] < targets[t]
     ]
     note = f" (domain full: {', '.join(short)})" if short else ""
-    report("cco", 1.0, f"{int(n_done.sum())} terminals in {n_trees} tree(s){note}")
+    report("cco", 1.0, f"{int(n_done[:n_trees].sum())} terminals in {n_trees} tree(s){note}")
 
     out = []
     for t, spec in enumerate(specs):
@@ -230,6 +271,60 @@ def generate_trees(
             )
         out.append(_extract(t, spec.name, kinds[t], nodes, trees))
     return out
+
+
+def prune_overlaps(tree: VesselTree, obstacles: Sequence[VesselTree], clearance_mm: float = 0.0) -> VesselTree:
+    """``tree`` without the branches whose walls come closer than ``clearance_mm`` to an obstacle's.
+
+    A segment of ``tree`` closer than r + r_obstacle + clearance to any obstacle segment is removed
+    with everything downstream (its upstream node becomes a pass-through). Used after the radii of a
+    grown tree change (e.g. :func:`insitu.vascular.balance.balance_radii`); returns ``tree`` itself
+    when nothing overlaps. The root segment is never removed: an overlapping trunk is an error.
+    """
+    if not (math.isfinite(clearance_mm) and clearance_mm >= 0.0):
+        raise StructureError(f"clearance_mm {clearance_mm} is invalid", "give ≥ 0 millimetres")
+    tree.validate()
+    pos, parent, radius, _, _ = _obstacle_arrays(obstacles)
+    seg = np.flatnonzero(tree.parent >= 0)
+    oseg = np.flatnonzero(parent >= 0)
+    if seg.size == 0 or oseg.size == 0:
+        return tree
+    hit = np.zeros(seg.size, dtype=np.bool_)
+    _overlapping(
+        tree.points_mm[tree.parent[seg]],
+        tree.points_mm[seg],
+        tree.radius_mm[seg],
+        pos[parent[oseg]],
+        pos[oseg],
+        radius[oseg],
+        float(clearance_mm),
+        hit,
+    )
+    if not hit.any():
+        return tree
+    bad = seg[hit]
+    if np.any(tree.parent[bad] == 0):
+        raise StructureError(
+            f"the trunk of vessel tree {tree.name!r} overlaps an obstacle",
+            "move its root or first target clear of the other trees",
+        )
+    drop = np.zeros(tree.n_nodes, dtype=np.bool_)
+    drop[bad] = True
+    for n in tree.order[1:]:  # parents first: a dropped segment takes its subtree along
+        drop[n] |= drop[tree.parent[n]]
+    keep = np.flatnonzero(~drop)
+    index = np.full(tree.n_nodes, -1, dtype=np.int64)
+    index[keep] = np.arange(keep.size)
+    new_parent = np.where(tree.parent[keep] >= 0, index[tree.parent[keep]], -1)
+    pruned = VesselTree(
+        points_mm=tree.points_mm[keep],
+        parent=new_parent,
+        radius_mm=tree.radius_mm[keep],
+        flow=None,
+        name=tree.name,
+        kind=tree.kind,
+    )
+    return pruned
 
 
 def optimal_bifurcation_point(
@@ -265,6 +360,78 @@ def _point(value: Sequence[float], what: str) -> np.ndarray:
     return arr
 
 
+def _demand_sampling(
+    demand: np.ndarray | None, mask: np.ndarray, grid: Grid, inside: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Voxels to draw candidates from, their cumulative demand and threshold scale (mean/local)^(1/3).
+
+    Without a demand map every mask voxel is drawn with equal chance (empty CDF: the kernel's
+    uniform path, unchanged). With one, only voxels of positive demand are kept.
+    """
+    if demand is None:
+        return inside, np.zeros(0), np.zeros(0)
+    values = np.asarray(demand)
+    if values.shape != tuple(grid.shape):
+        raise StructureError(
+            f"demand map has shape {values.shape}, the grid {tuple(grid.shape)}",
+            "give one non-negative value per voxel of the grid, [k, j, i]",
+        )
+    values = values.astype(np.float64, copy=False).reshape(-1)
+    inner = values[inside]
+    if not np.all(np.isfinite(inner)) or np.any(inner < 0.0):
+        raise StructureError(
+            "the demand map has negative or non-finite values inside the domain",
+            "give a finite, non-negative relative terminal density",
+        )
+    if not np.any(inner > 0.0):
+        raise StructureError("the demand map is zero everywhere inside the domain", "give positive demand somewhere")
+    keep = inner > 0.0
+    mean = float(inner.mean())
+    cdf = np.cumsum(inner[keep])
+    return inside[keep], cdf, (mean / inner[keep]) ** (1.0 / 3.0)
+
+
+def _obstacle_arrays(
+    obstacles: Sequence[VesselTree],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Obstacle trees stacked: points, parents (stacked indices), radii, tree index per node, roots."""
+    pos, parent, radius, tree, roots = [], [], [], [], []
+    offset = 0
+    for j, obstacle in enumerate(obstacles):
+        if not isinstance(obstacle, VesselTree):
+            raise StructureError(
+                f"obstacle {j} is a {type(obstacle).__name__}, not a VesselTree",
+                "give already-built vessel trees as obstacles",
+            )
+        obstacle.validate()
+        n = obstacle.n_nodes
+        pos.append(obstacle.points_mm)
+        parent.append(np.where(obstacle.parent >= 0, obstacle.parent + offset, -1))
+        radius.append(obstacle.radius_mm)
+        tree.append(np.full(n, j, dtype=np.int64))
+        roots.append(offset + int(np.flatnonzero(obstacle.parent < 0)[0]))
+        offset += n
+    if not pos:
+        empty = np.zeros(0, dtype=np.int64)
+        return np.zeros((0, 3)), empty, np.zeros(0), empty, empty
+    return (
+        np.vstack(pos),
+        np.concatenate(parent).astype(np.int64),
+        np.concatenate(radius),
+        np.concatenate(tree),
+        np.asarray(roots, dtype=np.int64),
+    )
+
+
+def _hash_entries(pos: np.ndarray, parent: np.ndarray, cell: float) -> int:
+    """Upper bound of the hash entries :func:`_hash_add` writes for these segments."""
+    seg = np.flatnonzero(parent >= 0)
+    if seg.size == 0:
+        return 0
+    length = np.linalg.norm(pos[seg] - pos[parent[seg]], axis=1)
+    return int(np.sum(np.maximum(1, np.ceil(length / (0.5 * cell))) + 1))
+
+
 def _world_box(mask: np.ndarray, grid: Grid, extra: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """LPS bounding box of the mask's voxels (edges) and of ``extra`` points, with a margin."""
     kji = np.argwhere(mask)
@@ -284,7 +451,7 @@ def _world_box(mask: np.ndarray, grid: Grid, extra: np.ndarray) -> tuple[np.ndar
 
 def _extract(t: int, name: str, kind: VesselKind, nodes: tuple, trees: tuple) -> VesselTree:
     """Tree ``t`` from the flat arrays, numbered depth-first from its root."""
-    pos, parent, child, _tree_of, nterm = nodes
+    pos, parent, child, nterm = nodes[0], nodes[1], nodes[2], nodes[4]
     root_node, n_done, _, rroot, gamma = trees[:5]
     order: list[int] = []
     stack = [int(root_node[t])]
@@ -407,6 +574,15 @@ def _hash_add(n: int, nodes: tuple, hashd: tuple, cnt: np.ndarray, cell: float) 
         nxt[e] = head[cid]
         head[cid] = e
         cnt[1] = e + 1
+
+
+@numba.njit(cache=True)
+def _hash_range(first: int, last: int, nodes: tuple, hashd: tuple, cnt: np.ndarray, cell: float) -> None:
+    """Register the segments ending at nodes first … last − 1 (roots skipped)."""
+    parent = nodes[1]
+    for n in range(first, last):
+        if parent[n] >= 0:
+            _hash_add(n, nodes, hashd, cnt, cell)
 
 
 @numba.njit(cache=True)
@@ -608,7 +784,7 @@ def _pair_clear(
             if excl[m] == s:
                 return True
     d = _dist_seg_seg(a, b, pos[parent[s]], pos[s])
-    f_s = 1.0 if parent[parent[s]] < 0 else fpar[1]  # trunks keep their radius
+    f_s = 1.0 if (parent[parent[s]] < 0 or trees[2][tree_of[s]] == 0) else fpar[1]  # trunks, obstacles: final r
     need = max(r_a, r_s) if same else f_a * r_a + f_s * r_s + fpar[0]
     if d >= need:
         return True
@@ -791,10 +967,11 @@ def _grow(
 ) -> int:
     """Add terminals until every tree is done (0), ``stop_total`` is reached (1), or the kernel
     needs more random numbers (2) or hash space (3); a failed first target returns 4."""
-    pos, parent, child, tree_of, nterm = nodes
+    pos, parent, child, tree_of, nterm = nodes[0], nodes[1], nodes[2], nodes[3], nodes[4]
     root_node, n_done, target, rroot, _gamma, group, active, fails, dfac, first, has_first = trees
     nxt = hashd[1]
-    mask, i2w, inside = dom[0], dom[2], dom[3]
+    mask, i2w, inside, cdf, dscale = dom[0], dom[2], dom[3], dom[4], dom[5]
+    weighted = cdf.shape[0] > 0
     _nk, nj, ni = mask.shape
     volume, r_big, decay, cell = fpar[2], fpar[5], fpar[6], fpar[7]
     k, n_toss, max_fail, per_segment = ipar[0], ipar[1], ipar[2], ipar[3]
@@ -829,11 +1006,17 @@ def _grow(
         cnt[4] += 4
         root = root_node[tree]
         first_try = n_done[tree] == 0 and has_first[tree] == 1 and fails[tree] == 0
+        local = 1.0  # (mean demand / local demand)^(1/3)
         if first_try:
             for c in range(3):
                 x[c] = first[tree, c]
         else:
-            v = inside[min(int(u0 * inside.shape[0]), inside.shape[0] - 1)]
+            if weighted:
+                m = min(np.searchsorted(cdf, u0 * cdf[-1], side="right"), cdf.shape[0] - 1)
+                v = inside[m]
+                local = dscale[m]
+            else:
+                v = inside[min(int(u0 * inside.shape[0]), inside.shape[0] - 1)]
             vk = v // (nj * ni)
             vj = (v // ni) % nj
             vi = v % ni
@@ -842,8 +1025,11 @@ def _grow(
                 x[c] = i2w[c, 0] * fi + i2w[c, 1] * fj + i2w[c, 2] * fk + i2w[c, 3]
         total = 0
         for u in range(n_trees):
-            total += n_done[u]
+            if target[u] > 0:  # obstacles hold a radius code in n_done, not terminals
+                total += n_done[u]
         d_thr = dfac[tree] * (volume / (total + 1)) ** (1.0 / 3.0)
+        if weighted:
+            d_thr *= local
         ok = False
         if n_done[tree] == 0:
             # ---- the trunk: root → first terminal
@@ -903,7 +1089,7 @@ def _connect(
     fpar: np.ndarray,
 ) -> bool:
     """Join terminal x to the cheapest admissible candidate segment; False when none is."""
-    pos, parent, child, tree_of, nterm = nodes
+    pos, parent, child, tree_of, nterm = nodes[0], nodes[1], nodes[2], nodes[3], nodes[4]
     root_node, n_done, rroot, gamma = trees[0], trees[1], trees[3], trees[4]
     safety, min_len = fpar[1], fpar[3]
     g = gamma[tree]
@@ -1005,6 +1191,36 @@ def _connect(
     return False
 
 
+@numba.njit(cache=True)
+def _overlapping(
+    a0: np.ndarray,
+    a1: np.ndarray,
+    ra: np.ndarray,
+    b0: np.ndarray,
+    b1: np.ndarray,
+    rb: np.ndarray,
+    clearance: float,
+    hit: np.ndarray,
+) -> None:
+    """Flag every segment a closer than ra + rb + clearance to some segment b (box test, then exact)."""
+    lo_b = np.minimum(b0, b1)
+    hi_b = np.maximum(b0, b1)
+    for i in range(a0.shape[0]):
+        lo0, lo1, lo2 = min(a0[i, 0], a1[i, 0]), min(a0[i, 1], a1[i, 1]), min(a0[i, 2], a1[i, 2])
+        hi0, hi1, hi2 = max(a0[i, 0], a1[i, 0]), max(a0[i, 1], a1[i, 1]), max(a0[i, 2], a1[i, 2])
+        for j in range(b0.shape[0]):
+            need = ra[i] + rb[j] + clearance
+            if lo0 - need > hi_b[j, 0] or lo_b[j, 0] - need > hi0:
+                continue
+            if lo1 - need > hi_b[j, 1] or lo_b[j, 1] - need > hi1:
+                continue
+            if lo2 - need > hi_b[j, 2] or lo_b[j, 2] - need > hi2:
+                continue
+            if _dist_seg_seg(a0[i], a1[i], b0[j], b1[j]) < need:
+                hit[i] = True
+                break
+
+
 # ---------------------------------------------------------------------- final check and repair
 @numba.njit(cache=True)
 def _violations(
@@ -1017,6 +1233,7 @@ def _violations(
 ) -> int:
     """Pairs of segments of different trees closer than r₁ + r₂ + clearance (up to len(out))."""
     pos, parent, tree_of, nterm = nodes[0], nodes[1], nodes[3], nodes[4]
+    target = trees[2]
     head, nxt, eseg, lo, dims, isbig, big, seen, bigr = hashd
     clearance, r_big, cell = fpar[0], fpar[5], fpar[7]
     count = 0
@@ -1043,6 +1260,8 @@ def _violations(
                         seen[s] = stamp
                         if s <= a or isbig[s] or nterm[s] == 0 or tree_of[s] == tree_of[a]:
                             continue
+                        if target[tree_of[s]] == 0 and target[tree_of[a]] == 0:  # two obstacles: not ours
+                            continue
                         need = r_a + _radius(s, nodes, trees) + clearance
                         if _dist_seg_seg(pa, pb, pos[parent[s]], pos[s]) < need:
                             if count < out.shape[0]:
@@ -1052,6 +1271,8 @@ def _violations(
         for m in range(cnt[3]):
             s = big[m]
             if s == a or (isbig[a] and s < a) or tree_of[s] == tree_of[a]:
+                continue
+            if target[tree_of[s]] == 0 and target[tree_of[a]] == 0:
                 continue
             need = r_a + bigr[m] + clearance
             if _dist_seg_seg(pa, pb, pos[parent[s]], pos[s]) < need:
@@ -1095,8 +1316,12 @@ def _repair(nodes: tuple, trees: tuple, hashd: tuple, cnt: np.ndarray, fpar: np.
     larger share of the flow than when it was placed; the smaller branch of each offending pair
     is removed (never a trunk) until no pair is left.
     """
-    parent, nterm = nodes[1], nodes[4]
-    root_node = trees[0]
+    parent, tree_of, nterm = nodes[1], nodes[3], nodes[4]
+    root_node, target = trees[0], trees[2]
+
+    def obstacle(n: int) -> bool:
+        return bool(target[tree_of[n]] == 0)
+
     roots = set(int(r) for r in root_node)
     out = np.zeros((4096, 2), dtype=np.int64)
     for _ in range(50):
@@ -1109,9 +1334,16 @@ def _repair(nodes: tuple, trees: tuple, hashd: tuple, cnt: np.ndarray, fpar: np.
                 continue
             victim = int(a if nterm[a] <= nterm[s] else s)
             other = int(s if victim == a else a)
-            if int(parent[victim]) in roots:
+            if obstacle(victim):  # an obstacle is never pruned
+                victim, other = other, victim
+            elif int(parent[victim]) in roots and not obstacle(other):
                 victim, other = other, victim
             if int(parent[victim]) in roots:
+                if obstacle(other):
+                    raise StructureError(
+                        "the trunk of a tree runs into an obstacle tree",
+                        "move its root or first target clear of the obstacles",
+                    )
                 raise StructureError(
                     "two trunks run into each other",
                     "move the roots or first targets of the trees further apart",
