@@ -17,6 +17,9 @@ from insitu.errors import RegistryError
 
 _FOLDER = Path(__file__).parent
 _REQUIRED = ("name", "therapy", "kind", "summary", "sources")
+# catheters serve every transcatheter therapy: a device listed under this family fits any of them
+TRANSCATHETER = "transcatheter"
+TRANSCATHETER_THERAPIES = ("tae", "tai", "tace", "tace_pvce")
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,8 @@ def device_for(name: str | None, therapy: str, label: str, what: str) -> Device:
     import difflib
 
     devices = {device.name: device for device in load_catalog()}
-    names = sorted(n for n, d in devices.items() if d.therapy == therapy)
+    accepted = {therapy, TRANSCATHETER} if therapy in TRANSCATHETER_THERAPIES else {therapy}
+    names = sorted(n for n, d in devices.items() if d.therapy in accepted)
     from insitu.errors import PlanError
 
     if name is None:
@@ -77,7 +81,7 @@ def device_for(name: str | None, therapy: str, label: str, what: str) -> Device:
         hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
         raise RegistryError(f"unknown {label} device {name!r}", f"{hint}known {label} devices: {', '.join(names)}")
     device = devices[name]
-    if device.therapy != therapy:
+    if device.therapy not in accepted:
         article = "an" if what[:1] in "aeiouAEIOU" or what.startswith(("RF", "MW")) else "a"
         raise PlanError(
             f"device {name!r} is a {device.therapy} device, not {article} {what}", f"choose one of {', '.join(names)}"
