@@ -22,7 +22,7 @@ from bench_multigrid import bench_multigrid
 from bench_mwa import bench_mwa
 from bench_phantom import bench_demo, bench_phantom
 from bench_rfa import bench_rfa
-from bench_vascular import bench_cco_4000
+from bench_vascular import bench_cco_4000, bench_flow_1e5
 
 # name → (function, target, "lower is better" description); targets come from the issues.
 BENCHMARKS = [
@@ -32,7 +32,13 @@ BENCHMARKS = [
         30.0,
         "phantom at default settings, target ≤ 30 s on 2 cores (issue 2)",
     ),
-    ("cco_4000_s", bench_cco_4000, None, "one CCO tree with 4000 terminals"),
+    ("cco_4000_s", bench_cco_4000, 60.0, "one CCO tree with 4000 terminals in a liver; target ≤ 60 s (issue 8)"),
+    (
+        "flow_1e5_s",
+        bench_flow_1e5,
+        0.5,
+        "Poiseuille + Fåhræus–Lindqvist solve on 1e5 segments; target ≤ 0.5 s (issue 8); ratio: generic spsolve",
+    ),
     ("demo_s", bench_demo, None, "insitu demo end to end"),
     ("multigrid_128_s", bench_multigrid, 0.25, "variable-coefficient elliptic solve at 128³ to 1e-6; target ≤ 0.25 s"),
     ("bioheat_10min_128_s", bench_bioheat, 1.0, "Pennes 10 min at 128³, 1 mm; target ≤ 1 s (issue 3)"),

@@ -53,7 +53,7 @@ def test_good_plan_round_trips_through_yaml_and_json(tmp_path):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"steps__0__therapy": "tace"}, "not implemented yet"),
+        ({"steps__0__therapy": "tace"}, "steps.0.shape: Extra inputs"),
         ({"steps__0__therapy": "prescribed_sorce"}, "did you mean 'prescribed_source'"),
         ({"steps__0__protocol__power": 10}, "power"),
         ({"steps__0__protocol__power_w": -1}, "power_w"),
@@ -103,11 +103,14 @@ def test_source_that_misses_every_voxel_is_an_error():
         source_field(grid, (1.0, 1.0, 1.0), PrescribedSourceProtocol(power_w=1, duration_s=1, radius_mm=0.2))
 
 
-@pytest.mark.parametrize("name", ["prescribed_source", "rfa", "mwa", "laser", "injection", "cryo", "hifu"])
+@pytest.mark.parametrize(
+    "name", ["prescribed_source", "rfa", "mwa", "laser", "injection", "cryo", "hifu", "tace", "tace_rfa", "tace_pvce"]
+)
 def test_every_example_plan_in_the_readme_reads(name):
     """The plans the README tells users to run are valid documents: therapy, device and protocol check out."""
     from pathlib import Path
 
     plan = load_plan(Path(__file__).parents[1] / "examples" / f"{name}.yaml")
     assert plan.patient == "phantom" and plan.steps
-    assert plan.steps[0].therapy == ("prescribed_source" if name == "prescribed_source" else name)
+    first = {"prescribed_source": "prescribed_source", "tace_rfa": "tace"}.get(name, name)
+    assert plan.steps[0].therapy == first

@@ -117,5 +117,5 @@ def test_cli_simulate_bad_plan_writes_nothing(tmp_path, run_cli):
         yaml.safe_dump({"patient": "p", "steps": [{"therapy": "tae", "placement": {"tip_mm": [0, 0, 0]}}]})
     )
     code, _, err = run_cli("simulate", tmp_path / "plan.yaml", "--out", tmp_path / "results")
-    assert code == 2 and "not implemented yet" in err and err.strip().count("\n") == 0
+    assert code == 2 and "names no device" in err and err.strip().count("\n") == 0
     assert not (tmp_path / "results").exists()

@@ -147,6 +147,10 @@ _AVAILABLE_THERAPIES: dict[str, str] = {
     "injection": "insitu.therapies.injection",
     "cryo": "insitu.therapies.cryo",
     "hifu": "insitu.therapies.hifu",
+    "tae": "insitu.therapies.tae",
+    "tai": "insitu.therapies.tai",
+    "tace": "insitu.therapies.tace",
+    "tace_pvce": "insitu.therapies.tace_pvce",
 }
 
 

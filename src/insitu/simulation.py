@@ -40,6 +40,7 @@ class StepResult:
     metrics: dict[str, float] = field(default_factory=dict)
     curves: dict[str, list[float]] = field(default_factory=dict)
     fields: dict[str, np.ndarray] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # warnings a user must read (e.g. stasis before the full dose)
 
     def summary(self) -> dict[str, Any]:
         summary: dict[str, Any] = {
@@ -50,6 +51,8 @@ class StepResult:
         }
         if self.curves:
             summary["curves"] = self.curves
+        if self.notes:
+            summary["notes"] = self.notes
         return summary
 
 
@@ -109,7 +112,7 @@ def simulate(
     patient.validate_tissues(library)
     # check every step's placement before running any (bad input loses nothing)
     for index, step in enumerate(plan.steps):
-        _check_placement(step, patient, index)
+        _check_placement(step, patient, index, therapies().get(step.therapy))
     state = TissueState.from_patient(patient, library, plan.body_temperature_c)
     results: list[StepResult] = []
     n = len(plan.steps)
@@ -124,7 +127,9 @@ def simulate(
     return Outcome(plan=plan, patient=patient, final_state=state, steps=results)
 
 
-def _check_placement(step: Step, patient: Patient, index: int) -> None:
+def _check_placement(step: Step, patient: Patient, index: int, therapy: Any = None) -> None:
+    if step.placement.auto and getattr(therapy, "plans_placement", False):
+        return  # the therapy places itself (e.g. the catheter planner picks the tip)
     if step.placement.auto:
         raise PlanError(
             f"steps.{index}: placement is 'auto'", "automatic placement arrives with the planner; give tip_mm"

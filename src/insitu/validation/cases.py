@@ -90,29 +90,11 @@ def vasc_2() -> list[Row]:
     return rows
 
 
-def vasc_2_angles() -> list[Row]:
-    """VASC-2: the CCO bifurcation point reproduces the minimum-work branching angles."""
-    from insitu.vascular.generate import optimal_bifurcation_point
+def vascular_trees() -> list[Row]:
+    """VASC-2 (Murray-optimal symmetric tree, branch angles) and VASC-4 (Karch set, phantom tree ranges)."""
+    from insitu.validation.vascular_tree_cases import vascular_tree_rows
 
-    rows = []
-    parent, child, terminal = np.array([0.0, 0.0, -50.0]), np.array([40.0, 0.0, 30.0]), np.array([-45.0, 0.0, 25.0])
-    for split, expected in (((0.5, 0.5), (37.467, 37.467)), ((0.7, 0.3), (25.706, 49.734))):
-        b = optimal_bifurcation_point(parent, child, terminal, split)
-        axis = (b - parent) / np.linalg.norm(b - parent)
-        for end, theta, label in ((child, expected[0], "θ1"), (terminal, expected[1], "θ2")):
-            d = (end - b) / np.linalg.norm(end - b)
-            angle = float(np.degrees(np.arccos(np.clip(d @ axis, -1.0, 1.0))))
-            rows.append(
-                Row.within(
-                    "VASC-2",
-                    f"branch angle {label} (°), flow split {split[0]}/{split[1]}",
-                    angle,
-                    theta,
-                    1e-4,
-                    "vascular.md §8 case 2: cos θ1 = (r0⁴ + r1⁴ − r2⁴)/(2 r0² r1²), minimum work",
-                )
-            )
-    return rows
+    return vascular_tree_rows()
 
 
 def in_tissue() -> list[Row]:
@@ -339,11 +321,27 @@ def vascular_flow() -> list[Row]:
     return vascular_flow_rows()
 
 
+def vascular_particles() -> list[Row]:
+    """VASC-5: particles follow flow beyond the first bifurcations (Bomberna 2022), outlet resistance (Taebi 2020)."""
+    from insitu.validation.vascular_particle_cases import vasc_5_rows
+
+    return vasc_5_rows()
+
+
+def vascular_drugs() -> list[Row]:
+    """VASC-6: regional-delivery advantage (Collins 1984), first-pass systemic reduction, Didolkar 1989 ordering."""
+    from insitu.validation.vascular_drug_cases import vasc_6_rows
+
+    return vasc_6_rows()
+
+
 CASES: list[Callable[[], list[Row]]] = [
     in_phantom,
     vasc_2,
-    vasc_2_angles,
+    vascular_trees,
     vascular_flow,
+    vascular_particles,
+    vascular_drugs,
     in_tissue,
     thermal_damage,
     thermal_bioheat,
