@@ -40,6 +40,7 @@ _ROMAN = {v: k for k, v in COUINAUD_NAMES.items()}
 # tumours, and "near a vessel" is measured to them; smaller branches may run into a tumour.
 MAJOR_VESSEL_DIAMETER_MM = 5.0
 _TREE_KINDS = {"portal_vein": "portal_vein", "hepatic_artery": "hepatic_artery", "hepatic_veins": "hepatic_vein"}
+_ARTERY_STREAM = 0xA27E  # second seed word of the planning-scale artery (a stream of its own)
 
 
 @cache
@@ -479,7 +480,7 @@ def _column_bottom(mask: np.ndarray, grid: Grid, x_mm: float, y_mm: float) -> fl
 
 def _vessel_trees(b: _Build) -> None:
     from insitu.vascular.generate import TreeSpec, generate_trees
-    from insitu.vascular.tree import VesselKind, VesselTree
+    from insitu.vascular.tree import VesselKind
 
     s = b.space
     grid = b.grid
@@ -575,14 +576,25 @@ def _vessel_trees(b: _Build) -> None:
                 first_target_mm=tuple(target),
             )
         )
-    # the hepatic artery grows after the tumours (they set its demand); its trunk is reserved now, with
-    # room for the calibre radius balancing gives it (at most the common hepatic artery's)
-    reserve_r = calibre["hepatic_artery_root_radius_mm"]
-    reserved = VesselTree(points_mm=[ha_root, ha_first], parent=[-1, 0], radius_mm=[reserve_r] * 2, name="reserved")
-    seed = int(b.rng.integers(2**31))
-    trees = generate_trees(liver, grid, specs, seed=seed, clearance_mm=0.5 * spacing, obstacles=[reserved])
+    # a first, coarse hepatic artery grows with the veins so that they leave it room (and so the veins, and
+    # the tumours placed among them, stay what they were before the planning-scale artery existed); the
+    # artery of record grows after the tumours, which set its demand (``_hepatic_artery``)
+    specs.insert(
+        1,
+        TreeSpec(
+            name="hepatic_artery",
+            kind=VesselKind.HEPATIC_ARTERY,
+            root_mm=tuple(ha_root),
+            root_radius_mm=ha_r,
+            n_terminals=terminals(ha_r) * 4,
+            first_target_mm=tuple(ha_first),
+        ),
+    )
+    trees = generate_trees(liver, grid, specs, seed=int(b.rng.integers(2**31)), clearance_mm=0.5 * spacing)
     b.info["trees"] = {tree.name: tree for tree in trees}
-    b.info["artery"] = {"root_mm": ha_root, "first_target_mm": ha_first, "seed": int(b.rng.integers(2**31))}
+    # its own seed stream, so growing it draws nothing from the phantom's generator (the lymph nodes stay put)
+    artery_seed = int(np.random.default_rng([b.spec.seed, _ARTERY_STREAM]).integers(2**31))
+    b.info["artery"] = {"root_mm": ha_root, "seed": artery_seed}
     # extrahepatic parts: portal trunk from the confluence, common hepatic artery from the coeliac trunk
     trunk = np.array([[8.0, 22.0, -88.0], [-4.0, 12.0, -60.0], [hx, hy, z_hilum - 6.0], pv_root])
     cha = np.array(
@@ -596,7 +608,7 @@ def _vessel_trees(b: _Build) -> None:
     pv_mask = trees[0].rasterize(grid) | (_tube(s, trunk, pv_r, samples=20) & ~liver)
     ha_mask = _tube(s, cha, calibre["hepatic_artery_root_radius_mm"], samples=20) & ~liver  # extrahepatic
     hv_mask = np.zeros(grid.shape, dtype=bool)
-    for tree in trees[1:]:
+    for tree in trees[2:]:
         hv_mask |= tree.rasterize(grid)
         hv_mask |= _tube(s, np.array([ivc_top, tree.points_mm[0]]), float(tree.radius_mm[tree.children(0)[0]]))
     body = b.masks["body"]
@@ -649,15 +661,18 @@ def _hepatic_artery(b: _Build) -> None:
     grid = b.grid
     spacing = b.spec.spacing_mm
     trees = b.info["trees"]
-    veins = list(trees.values())
+    veins = [tree for name, tree in trees.items() if name != "hepatic_artery"]  # the coarse artery is replaced
     info = b.info["artery"]
+    # the trunk runs where the coarse artery's did (root → its first branch point), which the veins grew around
+    coarse = trees["hepatic_artery"]
+    first_target = coarse.points_mm[int(coarse.children(0)[0])]
     spec = TreeSpec(
         name="hepatic_artery",
         kind=VesselKind.HEPATIC_ARTERY,
         root_mm=tuple(info["root_mm"]),
         root_radius_mm=vessel_calibres()["proper_hepatic_artery_root_radius_mm"],
         n_terminals=b.spec.arterial_terminals,
-        first_target_mm=tuple(info["first_target_mm"]),
+        first_target_mm=tuple(first_target),
     )
     (artery,) = generate_trees(
         b.masks["liver"],

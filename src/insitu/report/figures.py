@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.collections import LineCollection
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
@@ -154,13 +155,15 @@ def _vessel_projection(ax, patient: Patient, extent) -> None:
         "hepatic_vein": (0.3, 0.6, 1.0),
     }
     draw_order = {"hepatic_vein": 0, "portal_vein": 1, "hepatic_artery": 2}  # the thin artery on top
+    # branches thinner than half a voxel (the planning-scale artery's arterioles) are not in the image either
+    min_radius_mm = 0.5 * float(min(patient.grid.spacing_mm))
     for tree in sorted(patient.trees.values(), key=lambda t: draw_order.get(str(t.kind), 3)):
         color = kind_colors.get(str(tree.kind), (0.9, 0.9, 0.9))
         pts = tree.points_mm
-        for n in range(1, len(pts)):
-            p, c = pts[tree.parent[n]], pts[n]
-            width = max(0.3, 0.9 * tree.radius_mm[n]) * (2.0 if str(tree.kind) == "hepatic_artery" else 1.0)
-            ax.plot([p[0], c[0]], [p[2], c[2]], color=color, linewidth=width, solid_capstyle="round")
+        shown = np.flatnonzero((tree.parent >= 0) & (tree.radius_mm >= min_radius_mm))
+        segments = np.stack([pts[tree.parent[shown]][:, [0, 2]], pts[shown][:, [0, 2]]], axis=1)
+        widths = np.maximum(0.3, 0.9 * tree.radius_mm[shown]) * (2.0 if str(tree.kind) == "hepatic_artery" else 1.0)
+        ax.add_collection(LineCollection(segments, colors=[color], linewidths=widths, capstyle="round"))
     handles = [Patch(facecolor=c, label=k.replace("_", " ")) for k, c in kind_colors.items()]
     ax.legend(
         handles=handles,

@@ -85,12 +85,18 @@ def find_tree(patient: Patient, system: str) -> VesselTree:
     if kind is None:
         raise PlanError(f"unknown vascular system {system!r}", "use 'arterial' or 'portal'")
     trees = [tree for tree in patient.trees.values() if VesselKind.parse(tree.kind) == kind]
-    if not trees:
-        raise StructureError(
-            f"the patient has no {kind.value.replace('_', ' ')} tree",
-            "extract one from its segmentation (insitu.vascular.skeleton.tree_from_mask) or use the phantom",
-        )
-    return max(trees, key=lambda tree: tree.terminals.size)
+    if trees:
+        return max(trees, key=lambda tree: tree.terminals.size)
+    # no graph: extract one from the vessel's segmentation (a patient folder brings masks, not trees)
+    name = kind.value
+    if name in patient.structures and not patient.structure(name).is_empty:
+        from insitu.vascular.skeleton import tree_from_mask
+
+        return tree_from_mask(patient.structure(name).mask.astype(bool), patient.grid, kind=kind, name=name)
+    raise StructureError(
+        f"the patient has neither a {name.replace('_', ' ')} tree nor a '{name}' segmentation",
+        f"add a '{name}' vessel mask (its tree is extracted from it) or use the phantom",
+    )
 
 
 def baseline_flow(tree: VesselTree, system: str) -> FlowSolution:
