@@ -174,3 +174,14 @@ def test_a_patient_without_trees_gets_them_from_the_segmentations(phantom):
     bare.structures.pop("hepatic_artery")
     with pytest.raises(InsituError, match="neither a hepatic artery tree"):
         find_tree(bare, ARTERIAL)
+
+
+def test_particles_larger_than_the_lumen_and_unknown_agents_are_clear_errors(phantom):
+    # an unknown agent or drug is refused when the plan is read, before anything runs
+    with pytest.raises(InsituError, match="unknown embolic agent 'nbca'"):
+        plan_from_dict({"patient": "phantom", "steps": [_step("tae", {"agent": "nbca"})]})
+    with pytest.raises(InsituError, match="drug"):
+        plan_from_dict({"patient": "phantom", "steps": [_step("tai", {"drug": "doxorubicine-x"})]})
+    # 1–2 mm gelatin pieces cannot leave a microcatheter sitting in a ~1.5 mm artery
+    with pytest.raises(InsituError, match=r"larger than the .* lumen at the catheter tip"):
+        _run(phantom, [_step("tae", {"agent": "gelatin_sponge_1000_2000"})])

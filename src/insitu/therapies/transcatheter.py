@@ -453,8 +453,13 @@ def arterial_step(
 
 
 def check_catheter(step: Step) -> None:
-    """Plan-time check: the device is a catalog catheter (one-line error otherwise)."""
+    """Plan-time check: the device is a catalog catheter, the agents and the drug exist (one-line errors)."""
     catheter_diameter(step)
+    for key in ("agent", "follow_agent", "portal_agent"):
+        if step.protocol.get(key):
+            embolic_agent(step.protocol[key])
+    if step.protocol.get("drug"):
+        resolve_drug_name(step.protocol["drug"])
     if step.placement.auto:
         return
     if step.placement.tip_mm is None and step.placement.target_mm is None:
