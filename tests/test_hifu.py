@@ -1,6 +1,7 @@
 """HIFU sonication plans (therapies/hifu.py) on a small layered body (skin, fat, muscle, liver, a 10 mm tumour) and the
 phantom: lesion at the focus, the acoustic window (ribs forbid or warn with rib heating, gas forbids), the automatic
-direction search, the focus lattice, and one-line errors for bad input."""
+direction search, the focus lattice, the coupling water cooling the skin under the aperture (a Robin face checked
+against the closed-form steady profile), and one-line errors for bad input."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from insitu.errors import AcousticWindowError, CouplingError, DeviceRangeError, ReachError
+from insitu.devices.catalog import Device
+from insitu.errors import AcousticWindowError, CouplingError, DeviceRangeError, ReachError, RegistryError
 from insitu.grid import Grid
 from insitu.patient.patient import Patient
 from insitu.patient.structure import Role, Structure
+from insitu.physics.bioheat import BioheatSolver, ThermalMedium
 from insitu.plan import Placement, Plan, Step
 from insitu.simulation import StepContext
 from insitu.state import TissueState
@@ -162,3 +165,73 @@ def test_device_catalog_geometry():
     array = hifu.transducer_of("hifu-sonalleve-like-array")
     assert array.n_channels == 256
     assert hifu.transducer_of("hifu-hitu-annulus-2mhz").inner_diameter_m == pytest.approx(0.02)
+
+
+# ------------------------------------------------------------------------------------------------ coupling water
+def _robin_column(device, dz_m: float, length_m: float = 0.08, duration_s: float = 6000.0):
+    """Skin (library properties and perfusion) in a 1-D column, its first cell coupling water: the temperature after
+    ``duration_s`` (≈ 12 perfusion time constants ρc/w) from body temperature, and the exact steady profile."""
+    library = load_library()
+    skin = library.index_of("skin")
+    k, rho, c, omega = (float(library.property_table(p)[skin]) for p in (
+        "thermal_conductivity_w_m_k", "density_kg_m3", "specific_heat_j_kg_k", "perfusion_per_s"))  # fmt: skip
+    n = round(length_m / dz_m) + 1
+    volume = lambda value: np.full((n, 1, 1), value, np.float32)  # noqa: E731
+    medium = ThermalMedium(volume(k), volume(rho), volume(c), volume(omega), (dz_m, dz_m, dz_m))
+    water = np.zeros((n, 1, 1), bool)
+    water[0] = True
+    solver = BioheatSolver(medium, robin=hifu.coupling_robin(device, water))  # zero flux on every other face
+    temperature = np.full((n, 1, 1), 37.0, np.float32)
+    solver.advance(temperature, duration_s)
+    t_water, h = hifu.coupling_water(device)
+    length = math.sqrt(k / (medium.blood_density_kg_m3 * medium.blood_specific_heat_j_kgk * omega))
+    x = (np.arange(1, n) - 0.5) * dz_m  # tissue cell centres below the surface
+    exact = 37.0 + (t_water - 37.0) * h / (h + k / length) * np.exp(-x / length)
+    return temperature[1:, 0, 0], exact, length
+
+
+def test_skin_under_water_tends_to_the_steady_robin_profile():
+    """Perfused skin cooled by the JC-like bowl's coupling water (a Robin face, water temperature and h from the
+    catalog) tends to the closed-form steady Pennes profile T_a + (T_w − T_a)·h/(h + k/L)·exp(−x/L), L = √(k/w):
+    within 0.01 K at 0.5 mm (of an 11 K drop at the surface), and the error falls as Δ² (second order)."""
+    device = hifu.hifu_device("hifu-jc-like-bowl")
+    fine, exact_fine, length = _robin_column(device, 0.5e-3)
+    coarse, exact_coarse, _ = _robin_column(device, 1e-3)
+    assert length == pytest.approx(7.06e-3, rel=0.01)  # the decay length the library's skin gives
+    assert 37.0 - exact_fine[0] > 10.0  # a strong surface cooling: the check is not trivially small
+    error_fine = np.abs(fine - exact_fine).max()
+    error_coarse = np.abs(coarse - exact_coarse).max()
+    assert error_fine < 0.01
+    assert error_coarse / error_fine > 3.0
+
+
+def test_coupling_water_cools_the_skin_under_the_aperture_only(clear):
+    """The layered body behind the 30 mm bowl: the coupling water touches a disc of the aperture's radius (15 mm) on
+    the flat skin; after 8 s the skin surface there has cooled towards the 20 °C water, beyond the disc it stays at
+    body temperature (the air film at 37 °C)."""
+    new, result, _ = clear
+    m = result.metrics
+    assert m["coupling_water_temperature_c"] == 20.0 and m["coupling_h_w_m2k"] == 107.0
+    assert m["coupled_skin_area_cm2"] == pytest.approx(math.pi * 1.5**2, rel=0.03)  # a voxelised 15 mm disc
+    grid, temperature = new.grid, new.temperature_c
+    under = temperature[grid.world_to_kji((10.0, 0.0, 0.5))]  # surface skin voxel in the disc, off the beam
+    outside = temperature[grid.world_to_kji((18.0, 18.0, 0.5))]  # 25 mm off axis: beyond the disc
+    assert under < 35.5
+    assert outside == pytest.approx(37.0, abs=0.01)
+
+
+def test_coupling_water_temperature_is_a_protocol_setting(clear):
+    """Water at body temperature takes nothing from the skin: the surface voxel off the beam keeps body temperature
+    plus the little the beam's edge deposits there, > 1.5 K warmer than under the 20 °C water."""
+    new, result, _ = run(body(), coupling_water_temperature_c=37.0)
+    assert result.metrics["coupling_water_temperature_c"] == 37.0
+    where = new.grid.world_to_kji((10.0, 0.0, 0.5))
+    assert 37.0 <= new.temperature_c[where] < 37.2
+    assert new.temperature_c[where] - clear[0].temperature_c[where] > 1.5
+
+
+def test_a_transducer_without_coupling_water_is_refused():
+    bare = Device(name="bare-bowl", therapy="hifu", kind="bowl", summary="no coupling data", parameters={})
+    with pytest.raises(RegistryError, match=r"'bare-bowl' has no valid coupling_water_temperature_c") as caught:
+        hifu.coupling_water(bare)
+    assert "\n" not in str(caught.value)

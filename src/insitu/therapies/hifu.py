@@ -23,6 +23,14 @@ sonicated deepest first (a fresh lesion does not shadow deeper foci; clinical pr
 plan's damage criterion. Reported: lesion volume and axes, target coverage, per-focus peak temperatures, peak
 temperature on bone (ribs) and skin, the window summary.
 
+**Coupling water.** The transducer couples through degassed water held at a set temperature (the device's
+``coupling_water_temperature_c``, or the protocol's). The body surface under the water column in front of the
+aperture — the aperture projected along the beam, from the bowl to the focus, at every position the bowl takes —
+exchanges heat with that water through the film coefficient ``coupling_h_w_m2k`` (a Robin boundary:
+the outside-air voxels of that column become an ambient medium at the water temperature); the rest of the body
+surface keeps the thermal module's air film at body temperature. The skin starts the step at the state's temperature
+(no pre-cooling before the first sonication).
+
 Limits: linear (no harmonics yet — the field container has a slot per harmonic), one-way (reflections leave the
 model), absorption = attenuation (acoustics.ABSORPTION_FRACTION), properties fixed during heating, no motion.
 """
@@ -39,9 +47,10 @@ import scipy.fft as sfft
 from pydantic import BaseModel, ConfigDict, Field
 
 from insitu.devices.catalog import Device, device_for
-from insitu.errors import AcousticWindowError, CouplingError, DeviceRangeError, PlanError, ReachError
+from insitu.errors import AcousticWindowError, CouplingError, DeviceRangeError, PlanError, ReachError, RegistryError
 from insitu.grid import Grid
 from insitu.physics import acoustics as ac
+from insitu.physics.bioheat import RobinBoundary
 from insitu.plan import Point3, Step
 from insitu.simulation import StepContext, StepResult
 from insitu.state import TissueState
@@ -82,6 +91,9 @@ class HIFUProtocol(BaseModel):
     beam_spacing_mm: float | None = Field(default=None, gt=0.05, le=3.0, description="lateral beam-grid spacing")
     region_margin_mm: float | None = Field(default=None, gt=0.0, le=200.0, description="thermal margin")
     max_foci: int = Field(default=400, ge=1, le=5000)
+    coupling_water_temperature_c: float | None = Field(
+        default=None, ge=0.0, le=45.0, description="coupling water temperature (default: the device's)"
+    )
 
 
 protocol_model = HIFUProtocol
@@ -144,21 +156,80 @@ def reach_mm(device: Device) -> float:
     return r - h - float(p.get("min_water_path_mm", 0.0))
 
 
+# ------------------------------------------------------------------------------------------------ coupling water
+def coupling_water(device: Device, protocol: HIFUProtocol | None = None) -> tuple[float, float]:
+    """(temperature °C, skin–water film coefficient W/m²/K) of the device's coupling water; the protocol's
+    ``coupling_water_temperature_c`` overrides the temperature. One-line errors for a catalog entry without them."""
+    p = device.parameters
+    values = []
+    for key, lo, hi in (("coupling_water_temperature_c", 0.0, 45.0), ("coupling_h_w_m2k", 1.0, 1e5)):
+        value = p.get(key)
+        if value is None or not (lo <= float(value) <= hi):
+            raise RegistryError(
+                f"HIFU device {device.name!r} has no valid {key} (got {value!r})",
+                f"give {key} between {lo:g} and {hi:g} in its catalog entry",
+            )
+        values.append(float(value))
+    if protocol is not None and protocol.coupling_water_temperature_c is not None:
+        values[0] = float(protocol.coupling_water_temperature_c)
+    return values[0], values[1]
+
+
+def coupling_robin(device: Device, water: np.ndarray, protocol: HIFUProtocol | None = None) -> RobinBoundary:
+    """The Robin boundary of the coupling water: the voxels ``water`` (ambient medium, outside the body) held at the
+    water temperature, every face between them and tissue convective with the device's film coefficient."""
+    temperature_c, h = coupling_water(device, protocol)
+    return RobinBoundary(h_w_m2k=h, ambient_c=temperature_c, mask=water)
+
+
+def coupling_column(
+    candidates: np.ndarray, grid: Grid, apexes_mm: np.ndarray, axis: np.ndarray, radius_mm: float, length_mm: float
+) -> np.ndarray:
+    """The ``candidates`` voxels (outside-body gas on ``grid``) inside the water column in front of the aperture: within
+    ``radius_mm`` of the beam axis and 0–``length_mm`` along it from an apex (the bowl's position for each focus)."""
+    out = np.zeros(candidates.shape, bool)
+    where = np.argwhere(candidates)
+    if where.size == 0:
+        return out
+    points = grid.index_to_world(where[:, ::-1].astype(float))
+    inside = np.zeros(len(points), bool)
+    for apex in np.unique(np.round(np.atleast_2d(apexes_mm), 6), axis=0):
+        rel = points - apex
+        t = rel @ axis
+        radial = np.linalg.norm(rel - t[:, None] * axis, axis=1)
+        inside |= (t >= 0.0) & (t <= length_mm) & (radial <= radius_mm)
+    out[tuple(where[inside].T)] = True
+    return out
+
+
+def coupled_area_cm2(water: np.ndarray, tissue: np.ndarray, spacing_kji_mm) -> float:
+    """Area of the body surface in contact with the coupling water: faces between ``water`` and ``tissue`` voxels."""
+    dk, dj, di = (float(s) for s in spacing_kji_mm)
+    area = 0.0
+    for axis, face in enumerate((dj * di, dk * di, dk * dj)):
+        a = np.swapaxes(water, 0, axis)
+        b = np.swapaxes(tissue, 0, axis)
+        area += face * (np.count_nonzero(a[:-1] & b[1:]) + np.count_nonzero(a[1:] & b[:-1]))
+    return area * 1e-2
+
+
 # ------------------------------------------------------------------------------------------------ media
-def acoustic_labels(state: TissueState, context: StepContext) -> np.ndarray:
-    """The state's tissue index with the gas outside the body (air connected to the image border) made coupling
-    water: the transducer sits in a water bath or bag; gas inside the body (bowel, stomach) stays gas."""
+def outside_gas(state: TissueState, context: StepContext) -> np.ndarray:
+    """Gas outside the body: air voxels connected to the image border (where the coupling water is)."""
     from scipy import ndimage
 
-    library = context.library
-    air, water = library.index_of("air"), library.index_of("water")
-    labels = state.tissue_index.copy()
-    gas = labels == air
+    gas = state.tissue_index == context.library.index_of("air")
     regions, _ = ndimage.label(gas)
     border = np.unique(np.concatenate([regions[[0, -1]].ravel(), regions[:, [0, -1]].ravel(),
                                        regions[:, :, [0, -1]].ravel()]))  # fmt: skip
-    outside = np.isin(regions, border[border > 0])
-    labels[outside] = water
+    return np.isin(regions, border[border > 0])
+
+
+def acoustic_labels(state: TissueState, context: StepContext) -> np.ndarray:
+    """The state's tissue index with the gas outside the body (air connected to the image border) made coupling
+    water: the transducer sits in a water bath or bag; gas inside the body (bowel, stomach) stays gas."""
+    labels = state.tissue_index.copy()
+    labels[outside_gas(state, context)] = context.library.index_of("water")
     return labels
 
 
@@ -537,9 +608,17 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
     total_s = len(foci) * (protocol.sonication_s + protocol.cooling_s)
     sub, slices = grid.crop_to_mask(active, margin_mm=_margin(protocol, total_s, context))
     offset = tuple(s.start for s in slices)
-    region = open_thermal_region(state, context, sub, slices, total_s)
-    q = np.zeros(sub.shape, dtype=np.float32)
+    # the coupling water: outside-body gas of the crop inside the water column of every bowl position
     sub_labels = labels[slices]
+    sub_air = state.tissue_index[slices] == library.index_of("air")
+    apexes = np.array([(centre if phased else f) - r_mm * axis for f in foci])
+    water_column = coupling_column(
+        (sub_labels == water) & sub_air, sub, apexes, axis, 1e3 * transducer.aperture_radius_m, r_mm
+    )
+    water_c, water_h = coupling_water(device, protocol)
+    coupling = coupling_robin(device, water_column, protocol)
+    region = open_thermal_region(state, context, sub, slices, total_s, coupling=coupling)
+    q = np.zeros(sub.shape, dtype=np.float32)
     bone = np.isin(sub_labels, [library.index_of(n) for n in BONE if n in library])
     skin = np.isin(sub_labels, [library.index_of(n) for n in SKIN if n in library])
 
@@ -582,6 +661,9 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
             "focus_peak_temperature_c_min": float(min(focus_peaks)),
             "rib_peak_temperature_c": float(peak[bone].max()) if bone.any() else math.nan,
             "skin_peak_temperature_c": float(peak[skin].max()) if skin.any() else math.nan,
+            "coupling_water_temperature_c": water_c,
+            "coupling_h_w_m2k": water_h,
+            "coupled_skin_area_cm2": coupled_area_cm2(water_column, ~sub_air, sub.spacing_kji_mm),
             "window_rib_fraction_max": float(max(w.bone for w in windows)),
             "window_gas_fraction_max": float(max(w.gas for w in windows)),
             "window_lung_fraction_max": float(max(w.lung for w in windows)),

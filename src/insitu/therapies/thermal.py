@@ -178,11 +178,13 @@ def open_thermal_region(
     phase_change: PhaseChange | None = None,
     vessels: bool = True,
     occlusion: str = "none",
+    coupling: RobinBoundary | None = None,
 ) -> ThermalRegion:
     """Build the thermal problem on ``sub`` (a crop of the state's grid); Dirichlet arrays and face factors (see
     :class:`BioheatSolver`) live on ``sub``. With ``vessels`` the patient's large vessels are heat sinks (a held
     Dirichlet voxel stays held). ``occlusion`` (therapies/occlusion.py) stops hepatic inflow for the step: perfusion
-    and the vessels it stops (the state keeps its perfusion)."""
+    and the vessels it stops (the state keeps its perfusion). ``coupling`` is an ambient medium of its own on ``sub``
+    (e.g. an HIFU transducer's coupling water): its mask voxels leave the air film and take its temperature and h."""
     from insitu.therapies.occlusion import STOPPED, occluded_perfusion, stopped_vessels
 
     if occlusion not in STOPPED:
@@ -196,6 +198,8 @@ def open_thermal_region(
         medium.perfusion_1_s = omega
     stopped = frozenset(stopped_vessels(context.patient.structures.values(), occlusion))  # type: ignore[arg-type]
     gas = state.tissue_index[slices] == air
+    if coupling is not None and coupling.mask is not None:
+        gas &= ~coupling.mask
     # the crop's faces are a truncation 4 diffusion lengths out: body temperature one cell beyond them
     # (h = 2k/Δ gives the face the conductance of an interior face; h = ∞, at the face itself, would double it
     # and cut the stable step by a third at the box corners)
@@ -204,6 +208,8 @@ def open_thermal_region(
     robin = [RobinBoundary(h_w_m2k=truncation_h, ambient_c=state.body_temperature_c, box_faces=("all",))]
     if gas.any():
         robin.append(RobinBoundary(h_w_m2k=GAS_FILM_W_M2K, ambient_c=state.body_temperature_c, mask=gas))
+    if coupling is not None:
+        robin.append(coupling)
     solver = BioheatSolver(
         medium,
         dirichlet_mask=dirichlet_mask,
