@@ -20,10 +20,10 @@ from insitu.therapies.tace import CARRIER_OF_TECHNIQUE
 from insitu.therapies.transcatheter import (
     EmbolicProtocol,
     TACEPVCEProtocol,
-    _embolize,
     arterial_step,
     catheter_diameter,
     check_catheter,
+    embolize_at,
     target_mask,
 )
 from insitu.therapies.vascular_bed import PORTAL, catheter_node, vascular_bed, with_flow_change
@@ -67,7 +67,7 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
         injection_rate_ml_min=protocol.injection_rate_ml_min,
         endpoint="complete_stasis",
     )
-    emb = _embolize(bed, node, catheter_diameter(step), portal_protocol, loaded=False)
+    emb = embolize_at(bed, node, catheter_diameter(step), portal_protocol, loaded=False)
     new = with_flow_change(after_tace, bed, emb.flow_factor)
     portal_before = state.perfusion_portal_per_s.astype(np.float64)
     drop = np.divide(

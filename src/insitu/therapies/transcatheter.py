@@ -195,9 +195,11 @@ def _tips(step: Step, bed: VascularBed, targets: np.ndarray, outer_mm: float) ->
     return [catheter_node(bed.tree, np.asarray(step.placement.point_mm, dtype=np.float64), outer_mm)], []
 
 
-def _embolize(
+def embolize_at(
     bed: VascularBed, node: int, outer_mm: float, protocol: EmbolicProtocol, loaded: bool
 ) -> EmbolizationResult:
+    """Inject ``protocol``'s embolic from a catheter (outer diameter ``outer_mm``) whose tip is at ``node`` of the
+    bed's tree, with the bed's pressures (arterial or portal); settled particle volume becomes sphere volume."""
     agent = embolic_agent(protocol.agent, drug_loaded=loaded)
     volume = protocol.embolic_volume_ml
     if agent.transport != "fluid":
@@ -247,7 +249,7 @@ def _embolize_tips(
     injected = 0.0
     for node, weight in zip(tips, weights, strict=True):
         part = protocol.model_copy(update={"embolic_volume_ml": protocol.embolic_volume_ml * float(weight)})
-        emb = _embolize(bed, node, outer_mm, part, loaded=loaded)
+        emb = embolize_at(bed, node, outer_mm, part, loaded=loaded)
         results.append(emb)
         factor *= np.asarray(emb.flow_factor, dtype=np.float64)
         share += emb.deposit_volume_ml
