@@ -93,10 +93,16 @@ protocol_model = MWAProtocol
 
 # ------------------------------------------------------------------------------------------------ devices
 def _builders() -> dict:
-    from insitu.physics.microwave import dipole_915mhz_antenna, emprint_like_antenna, neuwave_like_antenna
+    from insitu.physics.microwave import (
+        choked_cooled_slot_antenna,
+        dipole_915mhz_antenna,
+        emprint_like_antenna,
+        neuwave_like_antenna,
+    )
 
     return {
         "emprint_like_antenna": emprint_like_antenna,
+        "choked_cooled_slot_antenna": choked_cooled_slot_antenna,
         "dipole_915mhz_antenna": dipole_915mhz_antenna,
         "neuwave_like_antenna": neuwave_like_antenna,
     }
