@@ -1,8 +1,12 @@
 """Cryoablation as a plan step (therapies/cryo.py): isotherm metrics and the new state, probe walls on the grid,
-multi-probe and freeze–thaw–freeze behaviour, and one-line errors for bad input. Coarse grids (2 mm) and short
-freezes keep the file fast; ``make validate`` runs V10 at 1 mm (validation/cryo_cases.py)."""
+multi-probe and freeze–thaw–freeze behaviour, the probes' finite cooling capacity, and one-line errors for bad input.
+Coarse grids (2 mm) and short freezes keep the file fast; ``make validate`` runs V10 at 1 mm (validation/cryo_cases.py).
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -61,14 +65,15 @@ def test_single_probe_new_state(single):
 
     library = load_library()
     state = TissueState.from_patient(patient, library)
-    step = cc.cryo_step(_liver(1, phases=(("freeze", 60.0, "passive"),)))
+    step = cc.cryo_step(_liver(1, phases=(("freeze", 60.0, "passive"),), cooling_capacity_w=math.inf))
     plan = Plan(patient="b", steps=[step], damage_model="cryo:-40")
     new, result = cryo.apply(state, step, StepContext(patient, plan, library, ensure_progress(None)))
     assert not state.frozen.any() and new.frozen.any()  # the input is untouched
     assert new.time_s == 60.0
     assert np.array_equal(new.frozen, new.temperature_c < -1.0)
     dose = new.damage["min_temperature_c"]
-    assert np.nanmin(dose) == pytest.approx(-140.0 + 177.0 * np.exp(-60.0 / 20.0), abs=0.5)  # the wall's curve at 60 s
+    # an infinite capacity is the fixed wall: it follows the device's curve whatever the load (its value at 60 s)
+    assert np.nanmin(dose) == pytest.approx(-140.0 + 177.0 * np.exp(-60.0 / 20.0), abs=0.5)
     assert np.array_equal(new.damage["cryo_dead"] > 0, result.fields["ablation_zone"])
     assert np.array_equal(result.fields["ablation_zone"], result.fields["min_temperature_c"] <= -40.0)  # cryo:-40
     assert result.metrics["lethal_from_plan"] == 1.0
@@ -203,7 +208,73 @@ def test_plan_loader_words_cryo_errors_in_one_line():
 def test_v10_four_probes_lethal_diameter_and_minus40_depth_at_2mm():
     """V10 (Littrup 2009): four 2.4 mm probes 2 cm apart, 15 min in a 39 °C phantom: −30 °C lethal diameter 49 ± 5 mm,
     and −40 °C about 10 ± 5 mm inside the iceball's edge (thermal.md §5.3, V10). On a 2 mm grid here (1 mm in
-    ``make validate``); the single probe's 12 mm is not met (a fixed −140 °C wall, see cryo_cases)."""
+    ``make validate``); the single probe's 12 mm is not met (a fixed −140 °C wall: no measured probe capacity has been
+    read, see devices/cryoprobes.yaml)."""
     m = cc.run_cryo_block(cc.v10_setup(4, spacing_mm=2.0)).metrics
     assert m["lethal_diameter_mm"] == pytest.approx(cc.V10_DIAMETERS_MM[4], abs=cc.V10_TOLERANCE_MM)
     assert m["m40_inside_iceball_mm"] == pytest.approx(cc.V10_M40_INSIDE_MM, abs=cc.V10_TOLERANCE_MM)
+    assert m["wall_capacity_limited_s"] == 0.0  # a fixed wall
+
+
+# ----------------------------------------------------------------------------------------- cooling capacity
+def _steady(capacity_w: float, wall_c: float = 0.0):
+    """One probe in perfused liver, its wall curve towards ``wall_c`` (above the liquidus: no ice, a linear problem),
+    300 s: steady to < 1e-3 (the 0 °C wall's heat differs by 2e-4 between 300 and 600 s)."""
+    setup = _liver(1, phases=(("freeze", 300.0, "passive"),), half_size_mm=26.0, wall_temperature_c=wall_c,
+                   cooling_capacity_w=capacity_w)  # fmt: skip
+    return cc.run_cryo_block(setup)
+
+
+def test_capacity_limited_wall_reaches_the_analytic_steady_temperature():
+    """Without ice the steady problem is linear: a wall at T_D takes Q_D = C·(T_a − T_D) (C the discrete probe-to-
+    tissue conductance, perfusion and the bath faces at T_a included). A probe of capacity Q < Q_D must warm until it
+    takes exactly Q: T_w = T_a − Q/C = T_a − (Q/Q_D)·(T_a − T_D)."""
+    fixed = _steady(math.inf).metrics
+    q_d = fixed["probe_heat_w"]
+    assert fixed["final_wall_temperature_c"] == pytest.approx(0.0, abs=1e-3) and q_d > 0.5
+    assert fixed["wall_capacity_limited_s"] == 0.0 and "probe_cooling_capacity_w" not in fixed
+    for fraction in (0.25, 0.5):
+        m = _steady(fraction * q_d).metrics
+        assert m["probe_heat_w"] == pytest.approx(fraction * q_d, rel=1e-9)
+        assert m["final_wall_temperature_c"] == pytest.approx(37.0 - fraction * 37.0, abs=0.05)
+        assert m["wall_capacity_limited_s"] > 250.0  # limited from the first seconds on
+        assert m["probe_energy_kj"] == pytest.approx(1e-3 * fraction * q_d * m["wall_capacity_limited_s"], rel=0.05)
+
+
+def test_a_capacity_above_the_load_is_the_fixed_wall():
+    """Infinite capacity and one no load reaches give the same fields, bit for bit (the old Dirichlet wall)."""
+    setup = _liver(1, phases=(("freeze", 90.0, "passive"),), half_size_mm=26.0)
+    fixed = cc.run_cryo_block(dataclasses.replace(setup, cooling_capacity_w=math.inf))
+    large = cc.run_cryo_block(dataclasses.replace(setup, cooling_capacity_w=1.0e6))
+    assert fixed.metrics["probe_peak_heat_w"] < 1.0e6 and large.metrics["wall_capacity_limited_s"] == 0.0
+    assert np.array_equal(fixed.fields["min_temperature_c"], large.fields["min_temperature_c"])
+    assert fixed.metrics["min_temperature_c"] == pytest.approx(-140.0 + 177.0 * np.exp(-90.0 / 20.0), abs=0.05)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    t=st.floats(-190.0, 40.0),
+    liquidus=st.floats(-2.0, 0.0),
+    width=st.floats(0.5, 10.0),
+    kappa=st.floats(0.3, 5.0),
+)
+def test_kirchhoff_matches_the_solver_and_inverts(t, liquidus, width, kappa):
+    """The wall balance uses the solver's own φ (physics/bioheat.py ``_kirchhoff``) and inverts it exactly."""
+    from insitu.physics.bioheat import _kirchhoff
+
+    f32 = np.float32
+    phi = float(cryo.kirchhoff(t, liquidus, width, kappa))
+    ref = float(_kirchhoff(f32(t), f32(liquidus), f32(width), f32(kappa - 1.0), f32(0.5 / width)))
+    assert phi == pytest.approx(ref, rel=1e-5, abs=1e-4)
+    assert float(cryo.kirchhoff_inverse(phi, liquidus, width, kappa)) == pytest.approx(t, abs=1e-9)
+
+
+def test_bad_capacity_is_one_line():
+    from insitu.devices.catalog import Device
+
+    with pytest.raises(PlanError, match="greater than 0"):
+        cryo.check_step(_step({"cooling_capacity_w": 0.0}))
+    bad = Device(name="x", therapy="cryo", kind="cryoprobe", summary="", parameters={"cooling_capacity_w": -3})
+    with pytest.raises(PlanError, match="cooling_capacity_w") as info:
+        cryo.cooling_capacity_w(bad, cryo.CryoProtocol())
+    assert "\n" not in str(info.value)

@@ -7,14 +7,19 @@ each parallel to the axis unless it gives its own direction) and a protocol: a l
 ``thaw`` (``passive``: the gas stops and the probe floats at the temperature of the tissue touching it; ``active``:
 helium warms the wall) — with durations.
 
-Each probe's freezing segment is a Dirichlet wall of the thermal grid on the probe's outer radius (sub-voxel wall
-faces, as RFA's cooled electrode; never voxels of metal, which would cut the explicit step). The wall follows the
-device's curve: during a freeze T_min + (T_start − T_min)·e^(−t/τ) (argon Joule–Thomson cooling); during an active
-thaw the same towards the helium temperature. A free voxel within a quarter voxel of the wall (a probe thinner than
-the grid) is held with it, so a 1.7 mm probe on a 1 mm grid keeps its radius to a quarter voxel instead of shrinking
-to half a voxel. The tissue freezes through :class:`insitu.physics.bioheat.Freezing` (physics/phase_change.py:
-latent heat over the freezing band, frozen k and ρc, perfusion stopping in ice); tissue that froze stays unperfused
-in later phases and steps (vascular stasis).
+Each probe's freezing segment is a held wall of the thermal grid on the probe's outer radius (sub-voxel wall
+faces, as RFA's cooled electrode; never voxels of metal, which would cut the explicit step). During a freeze the wall
+follows the device's curve T_min + (T_start − T_min)·e^(−t/τ) (argon Joule–Thomson cooling) as long as the heat the
+tissue gives it stays within the probe's cooling capacity (catalog ``cooling_capacity_w``, per probe: a J–T probe's
+refrigeration is finite, argon flow × the expansion's enthalpy drop); when it would take more, the wall warms to
+where the heat equals the capacity (:class:`WallLoad`: the solver's own face fluxes on the Kirchhoff variable of the
+freezing model, from the temperatures at the start of each step). One probe in warm perfused tissue is held above
+the plateau; probes that share the load reach it. An infinite capacity is the fixed wall. During an active thaw the
+wall follows the same curve towards the helium temperature (no limit). A free voxel within a quarter voxel of the
+wall (a probe thinner than the grid) is held with it, so a 1.7 mm probe on a 1 mm grid keeps its radius to a quarter
+voxel instead of shrinking to half a voxel. The tissue freezes through :class:`insitu.physics.bioheat.Freezing`
+(physics/phase_change.py: latent heat over the freezing band, frozen k and ρc, perfusion stopping in ice); tissue
+that froze stays unperfused in later phases and steps (vascular stasis).
 
 Outcome: the running minimum temperature is the cryo dose. The iceball is where the tissue reached 0 °C, the
 lethal zone where it reached the tissue's lethal temperature (tissue library ``cryo_lethal_temperature_c``: −30 °C
@@ -22,7 +27,9 @@ in liver, Littrup 2009) unless the protocol or a plan ``damage_model: cryo:<°C>
 planning isotherms are reported too (physics/damage_models.yaml ``cryo_c``). Each isotherm has its volume, its
 equivalent diameter in the mid-plane across the probes (the area of the isotherm in that plane as a circle: what a
 CT section shows), and its long and short axes. The new state carries the temperature, ``frozen`` (any ice), the
-minimum temperature and the lethal zone (``damage``), and the stopped perfusion.
+minimum temperature and the lethal zone (``damage``), and the stopped perfusion. The metrics add the heat each probe
+took (``probe_heat_w`` at the end of the last freeze, ``probe_peak_heat_w``, ``probe_energy_kj`` per probe) and how
+long a wall was held above its curve by the capacity (``wall_capacity_limited_s``).
 """
 
 from __future__ import annotations
@@ -109,6 +116,9 @@ class CryoProtocol(BaseModel):
     wall_temperature_c: float | None = Field(
         default=None, ge=-196.0, le=0.0, description="override the device's freezing wall temperature"
     )
+    cooling_capacity_w: float | None = Field(
+        default=None, gt=0.0, description="override the device's cooling capacity per probe (W; inf: a fixed wall)"
+    )
     lethal_temperature_c: float | None = Field(
         default=None, ge=-100.0, le=0.0, description="lethal isotherm (default: the tissue's, else the plan's cryo:T)"
     )
@@ -180,8 +190,10 @@ def cryo_protocol(step: Step) -> CryoProtocol:
 
 def check_step(step: Step) -> None:
     """Plan-time checks: a known cryoprobe with its model numbers, at least one probe, at most MAX_PROBES."""
-    cryo_device(step.device)
-    _probes(step, cryo_protocol(step))
+    device = cryo_device(step.device)
+    protocol = cryo_protocol(step)
+    _probes(step, protocol)
+    cooling_capacity_w(device, protocol)
 
 
 # ------------------------------------------------------------------------------------------------ geometry
@@ -262,6 +274,85 @@ def probe_walls(segments, shape, spacing_m):
     return held, faces, np.argmin(distance, axis=1)
 
 
+def kirchhoff(t_c, liquidus_c: float, width_k: float, kappa: float) -> np.ndarray:
+    """Kirchhoff variable φ (K) of the freezing model (physics/bioheat.py ``_kirchhoff``): ∫ k/k_u dT from the
+    liquidus, k/k_u 1 above it, rising linearly with the ice fraction to κ at the solidus and κ below."""
+    x = liquidus_c - np.asarray(t_c, np.float64)
+    xc = np.clip(x, 0.0, width_k)
+    return -(x + (kappa - 1.0) * (xc * xc / (2.0 * width_k) + np.maximum(x - width_k, 0.0)))
+
+
+def kirchhoff_inverse(phi, liquidus_c: float, width_k: float, kappa: float) -> np.ndarray:
+    """Temperature (°C) of a Kirchhoff value: the inverse of :func:`kirchhoff`, branch by branch."""
+    phi = np.asarray(phi, np.float64)
+    km1 = kappa - 1.0
+    solidus_phi = -0.5 * width_k * (kappa + 1.0)
+    band = -phi if km1 == 0.0 else width_k * (np.sqrt(np.maximum(1.0 - 2.0 * km1 * phi / width_k, 0.0)) - 1.0) / km1
+    x = np.where(phi >= 0.0, -phi, np.where(phi > solidus_phi, band, (0.5 * km1 * width_k - phi) / kappa))
+    return liquidus_c - x
+
+
+class WallLoad:
+    """The heat each probe's wall takes from the tissue, and the wall temperature at which it equals the probe's
+    cooling capacity.
+
+    The solver's flux through a face between a free voxel a and a wall voxel is G·(φ(T_a) − φ(T_wall)), G the face
+    conductance (W/K, sub-voxel wall factor included) and φ the Kirchhoff variable of the freezing model (exact for
+    its k(T); φ = T − T_l above the liquidus). A probe's load is the sum over its wall faces,
+    Q(T_w) = Σ G·φ(T_a) − φ(T_w)·Σ G, which falls as the wall warms; the wall at which Q = Q_max is
+    φ⁻¹((Σ G·φ(T_a) − Q_max)/Σ G). Explicit: the neighbours' temperatures at the start of the step.
+    """
+
+    def __init__(self, solver, held: np.ndarray, labels: np.ndarray, freezing, count: int) -> None:
+        free = ~np.asarray(solver.held_mask)
+        owner = np.full(held.shape, -1, np.int64)
+        owner[held] = labels
+        volume = float(solver.medium.voxel_volume_m3)
+        gi, gj, gk = solver.face_conductances()
+        index = np.arange(held.size, dtype=np.int64).reshape(held.shape)
+        cells, conductance, probe = [], [], []
+        for axis, g in ((0, gk), (1, gj), (2, gi)):
+            lower = [slice(None)] * 3
+            upper = [slice(None)] * 3
+            inner = [slice(None)] * 3
+            lower[axis], upper[axis], inner[axis] = slice(None, -1), slice(1, None), slice(1, -1)
+            lo, up, face = tuple(lower), tuple(upper), tuple(inner)
+            for wall_side, free_side in ((lo, up), (up, lo)):  # the wall below the face, then above it
+                pick = held[wall_side] & free[free_side]
+                cells.append(index[free_side][pick])
+                conductance.append(np.asarray(g[face], np.float64)[pick] * volume)
+                probe.append(owner[wall_side][pick])
+        self.cells = np.concatenate(cells)
+        self.conductance_w_k = np.concatenate(conductance)
+        self.probe = np.concatenate(probe)
+        self.count = count
+        self.total_w_k = np.bincount(self.probe, weights=self.conductance_w_k, minlength=count)
+        self.liquidus_c = float(freezing.liquidus_c)
+        self.width_k = float(freezing.liquidus_c - freezing.solidus_c)
+        self.kappa = float(freezing.conductivity_ratio)
+
+    def phi(self, t_c) -> np.ndarray:
+        return kirchhoff(t_c, self.liquidus_c, self.width_k, self.kappa)
+
+    def phi_inverse(self, phi) -> np.ndarray:
+        return kirchhoff_inverse(phi, self.liquidus_c, self.width_k, self.kappa)
+
+    def tissue_sums(self, T: np.ndarray) -> np.ndarray:
+        """Σ G·φ(T_a) over each probe's wall faces (W): the part of the load set by the tissue."""
+        tissue = self.phi(T.reshape(-1)[self.cells])
+        return np.bincount(self.probe, weights=self.conductance_w_k * tissue, minlength=self.count)
+
+    def heat_w(self, sums: np.ndarray, wall_c: np.ndarray) -> np.ndarray:
+        """Heat (W) each probe takes from the tissue with its wall at ``wall_c`` (``sums``: :meth:`tissue_sums`)."""
+        return sums - self.total_w_k * self.phi(wall_c)
+
+    def capacity_wall_c(self, sums: np.ndarray, capacity_w: float) -> np.ndarray:
+        """Per probe: the wall temperature at which the heat it takes equals ``capacity_w`` (−inf: no wall faces)."""
+        faces = self.total_w_k > 0.0
+        phi_wall = (sums - capacity_w) / np.where(faces, self.total_w_k, 1.0)
+        return np.where(faces, self.phi_inverse(phi_wall), -np.inf)
+
+
 def _axis_distance(points: np.ndarray, segment) -> np.ndarray:
     a, b = np.asarray(segment.start_m), np.asarray(segment.end_m)
     ab = b - a
@@ -301,6 +392,75 @@ def plane_diameter_mm(
 
 
 # ------------------------------------------------------------------------------------------------ the run
+def cooling_capacity_w(device: Device, protocol: CryoProtocol) -> float:
+    """Cooling capacity of one probe (W): the protocol's override, else the catalog's ``cooling_capacity_w``, else
+    unlimited (a fixed wall)."""
+    if protocol.cooling_capacity_w is not None:
+        return float(protocol.cooling_capacity_w)
+    value = device.parameters.get("cooling_capacity_w", math.inf)
+    try:
+        capacity = float(value)
+    except (TypeError, ValueError):
+        capacity = math.nan
+    if not capacity > 0.0:
+        raise PlanError(
+            f"cryo device {device.name!r} has cooling_capacity_w {value!r}", "give watts > 0 (or .inf) in the catalog"
+        )
+    return capacity
+
+
+class HeatLog:
+    """What the probes took from the tissue during the freezes: energy per probe, the last heat flow, and how long a
+    wall was held above its cooling curve by the capacity."""
+
+    def __init__(self, count: int) -> None:
+        self.energy_j = np.zeros(count)
+        self.heat_w = np.zeros(count)
+        self.peak_w = 0.0
+        self.limited_s = 0.0
+        self._t: float | None = None
+        self._limited = False
+
+    def record(self, t_s: float, heat_w: np.ndarray, limited: bool) -> None:
+        self.close(t_s)
+        self._t, self.heat_w, self._limited = t_s, heat_w, limited
+        self.peak_w = max(self.peak_w, float(np.max(heat_w, initial=0.0)))
+
+    def close(self, t_s: float) -> None:
+        """Account for the time since the last record (at the end of a phase: up to its end)."""
+        if self._t is not None:
+            dt = t_s - self._t
+            self.energy_j += self.heat_w * dt
+            self.limited_s += dt if self._limited else 0.0
+        self._t = None
+
+    def metrics(self, capacity_w: float) -> dict[str, float]:
+        out = {"probe_heat_w": float(np.mean(self.heat_w)), "probe_peak_heat_w": self.peak_w,
+               "probe_energy_kj": 1e-3 * float(np.mean(self.energy_j)),
+               "wall_capacity_limited_s": self.limited_s}  # fmt: skip
+        if math.isfinite(capacity_w):
+            out["probe_cooling_capacity_w"] = capacity_w
+        return out
+
+
+def freeze_wall(wall_min, tau, begin, start, capacity_w, load: WallLoad, labels, log: HeatLog):
+    """The wall during a freeze: each probe follows T_min + (T_start − T_min)·e^(−t/τ) unless the heat that wall
+    would take exceeds the probe's cooling capacity; then it sits where the heat equals the capacity (warmer)."""
+
+    def wall(t: float, T: np.ndarray):
+        curve = wall_min + (start - wall_min) * math.exp(-(t - begin) / tau)
+        sums = load.tissue_sums(T)
+        values = curve
+        limited = False
+        if math.isfinite(capacity_w):
+            values = np.maximum(curve, load.capacity_wall_c(sums, capacity_w))
+            limited = bool(np.any(values > curve))
+        log.record(t, load.heat_w(sums, values), limited)
+        return values[labels]
+
+    return wall
+
+
 def _crop(state: TissueState, context: StepContext, segments_mm: np.ndarray, duration_s: float, margin_mm):
     active = active_mask(state.grid, segments_mm)
     if margin_mm is None:
@@ -393,6 +553,11 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
                      else protocol.wall_temperature_c)  # fmt: skip
     tau_freeze = float(parameters["cooldown_time_constant_s"])
     thaw_c, tau_thaw = float(parameters["thaw_wall_temperature_c"]), float(parameters["thaw_time_constant_s"])
+    capacity_w = cooling_capacity_w(device, protocol)
+    load = WallLoad(solver, held, labels, freezing, len(probes))
+    log = HeatLog(len(probes))
+    held_flat = np.flatnonzero(held)
+    per_probe = np.bincount(labels, minlength=len(probes)).astype(np.float64)
     data = freezing_data()
     report = context.progress
     elapsed, steps, dt_s = 0.0, 0, 0.0
@@ -401,12 +566,14 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
         if data.stasis_after_thaw and trough is not None:  # tissue that froze stays unperfused
             medium.perfusion_1_s[trough <= data.stasis_below_c] = MIN_PERFUSION_STASIS
         begin = elapsed
-        wall_start = float(np.mean(temperature.reshape(-1)[np.flatnonzero(held)]))
-        if phase.kind == "freeze" or phase.thaw == "active":
-            target, tau = (wall_min, tau_freeze) if phase.kind == "freeze" else (thaw_c, tau_thaw)
+        start = np.bincount(labels, weights=temperature.reshape(-1)[held_flat], minlength=len(probes))
+        start = start / np.maximum(per_probe, 1.0)  # each probe's wall when the phase starts
+        if phase.kind == "freeze":
+            wall = freeze_wall(wall_min, tau_freeze, begin, start, capacity_w, load, labels, log)
+        elif phase.thaw == "active":
 
-            def wall(t: float, _T, target=target, tau=tau, begin=begin, start=wall_start) -> float:
-                return target + (start - target) * math.exp(-(t - begin) / tau)
+            def wall(t: float, _T, begin=begin, start=start) -> np.ndarray:
+                return (thaw_c + (start - thaw_c) * math.exp(-(t - begin) / tau_thaw))[labels]
         else:
             wall = floating
         run = solver.advance(
@@ -416,12 +583,15 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
         elapsed += phase.duration_s
         steps += run.steps
         dt_s = run.dt_s
+        if phase.kind == "freeze":
+            log.close(elapsed)
     minimum = np.array(solver.minimum_temperature_c, dtype=np.float32)
     return _close(state, context, step, protocol, device, probes, sub, slices, temperature, minimum, freezing,
                   {"time_steps": float(steps), "time_step_s": dt_s, "duration_s": elapsed,
                    "thermal_voxels": float(np.prod(sub.shape)), "probe_count": float(len(probes)),
                    "held_voxels": float(held.sum()), "wall_min_temperature_c": wall_min,
-                   "final_wall_temperature_c": float(np.mean(temperature[held]))})  # fmt: skip
+                   "final_wall_temperature_c": float(np.mean(temperature[held])),
+                   **log.metrics(capacity_w)})  # fmt: skip
 
 
 def _close(state, context, step, protocol, device, probes, sub, slices, temperature, minimum, freezing, extra):

@@ -8,6 +8,12 @@ of the study; "agar-like properties": the tissue library's water, frozen as ice,
 The 2- and 3-probe diameters (and the 1.7 mm probes' 84 %) are withheld from the rows and checked blind — nothing
 here is fitted to any of them. The diameter is the equivalent circle of the isotherm in the mid-plane across the
 probes (what a CT section shows). The phantom's bath is modelled as the block's faces held at 39 °C.
+
+A probe can be a finite heat sink (``cooling_capacity_w``: the wall warms when the tissue asks more heat than the
+argon J–T refrigeration gives), but no measured capacity has been read, so the catalog probes are fixed walls and the
+single probe's lethal diameter stays too large (18.2 mm at 1 mm against 12 ± 5). A 25 W estimate would pass that row
+and move the 2- and 3-probe diameters further from Littrup's: the per-probe loads are 23–30 W in every configuration,
+so the single-probe gap is not a capacity limit alone.
 """
 
 from __future__ import annotations
@@ -73,6 +79,8 @@ class CryoBlock:
     probe_spacing_mm: float = V10_SPACING_MM
     lethal_temperature_c: float | None = V10_LETHAL_C
     region_margin_mm: float | None = None
+    cooling_capacity_w: float | None = None  # None: the device's (inf: a fixed wall)
+    wall_temperature_c: float | None = None  # None: the device's plateau
 
 
 def tissue_block(tissue: str, half_size_mm: float, spacing_mm: float) -> Patient:
@@ -97,6 +105,10 @@ def cryo_step(setup: CryoBlock) -> Step:
         protocol["lethal_temperature_c"] = setup.lethal_temperature_c
     if setup.region_margin_mm is not None:
         protocol["region_margin_mm"] = setup.region_margin_mm
+    if setup.cooling_capacity_w is not None:
+        protocol["cooling_capacity_w"] = setup.cooling_capacity_w
+    if setup.wall_temperature_c is not None:
+        protocol["wall_temperature_c"] = setup.wall_temperature_c
     placement = Placement(tip_mm=(0.0, 0.0, 17.5), direction=(0.0, 0.0, 1.0))
     return Step(therapy="cryo", device=setup.device, placement=placement, protocol=protocol)
 
