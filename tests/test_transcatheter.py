@@ -55,6 +55,20 @@ def test_tace_lowers_tumour_arterial_perfusion_and_leaves_drug(phantom):
     assert result.curves["plasma_ng_ml"][0] == 0.0
 
 
+def test_tace_figure_is_written_and_a_drug_only_step_is_refused(phantom, tmp_path):
+    from insitu.report.transcatheter_figure import render_transcatheter
+    from insitu.therapies.transcatheter import target_mask
+
+    tumour = target_mask(phantom, ["tumor_1"])
+    out = _run(phantom, [_step("tace", {"technique": "deb", "dose_mg": 75})])
+    path = render_transcatheter(out.steps[0], phantom, tumour, tmp_path / "tace.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
+    tai = _run(phantom, [_step("tai", {"drug": "5-fu", "dose_mg": 10.0})])
+    with pytest.raises(InsituError, match="no arterial inflow field"):
+        render_transcatheter(tai.steps[0], phantom, tumour, tmp_path / "tai.png")
+    assert not (tmp_path / "tai.png").exists()
+
+
 def test_tai_changes_no_perfusion_and_conserves_drug(phantom):
     out = _run(phantom, [_step("tai", {"drug": "5-fu", "dose_mg": 100.0, "infusion_duration_s": 600})])
     state, result = out.final_state, out.steps[0]
