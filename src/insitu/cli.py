@@ -250,6 +250,59 @@ def devices(
     console.print(table)
 
 
+@app.command("plan")
+def plan_command(
+    patient: Annotated[str, typer.Argument(help="patient folder, or 'phantom' for the built-in phantom")],
+    therapy: Annotated[str, typer.Option("--therapy", help="rfa, or a transcatheter therapy (tae, tai, tace, ...)")],
+    out: Annotated[Path, typer.Option("--out", help="plan file to write (YAML)")],
+    device: Annotated[str | None, typer.Option(help="catalog device (default: the therapy's standard one)")] = None,
+    guidance: Annotated[str, typer.Option(help="ct or us")] = "ct",
+    target: Annotated[list[str] | None, typer.Option(help="target structure (repeat for several; default all)")] = None,
+    margin_mm: Annotated[float, typer.Option(help="required ablative margin (mm)")] = 5.0,
+    max_tilt_deg: Annotated[float | None, typer.Option(help="CT: largest tilt to the axial plane (°)")] = None,
+) -> None:
+    """Propose a plan: the applicator along the best safe path to each target (or the catheter planner for
+    transcatheter steps), written as a plan file to review and run with `insitu simulate`."""
+    import yaml
+
+    from insitu.io.atomic import atomic_file
+    from insitu.planning.percutaneous import propose_plan
+
+    _check_output_parent(out)
+    if patient == "phantom":
+        from insitu.patient.phantom import make_phantom
+
+        with _progress_bar() as bar:
+            subject = make_phantom(progress=_RichProgress(bar))
+        reference = "phantom"
+    else:
+        from insitu.io.patient_folder import load_patient
+
+        subject = load_patient(Path(patient))
+        reference = str(Path(patient).resolve())
+    proposed = propose_plan(
+        subject,
+        reference,
+        therapy,
+        device=device,
+        guidance=guidance,
+        targets=list(target or []),
+        margin_mm=margin_mm,
+        max_tilt_deg=max_tilt_deg,
+    )
+    document = proposed.plan.model_dump(mode="json", exclude_none=True)
+    with atomic_file(out) as tmp:
+        tmp.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    console.print(f"[bold]{proposed.plan.name}[/bold] → {out}")
+    for name, path in proposed.trajectories.items():
+        passes = ", ".join(f"{tissue} {length:.0f}" for tissue, length in path.passes_through)
+        console.print(
+            f"  {name}: entry {tuple(round(float(v), 1) for v in path.entry_mm)} mm → tip "
+            f"{tuple(round(float(v), 1) for v in path.tip_mm)} mm, {path.length_mm:.0f} mm, tilt {path.tilt_deg:.0f}°, "
+            f"nearest organ at risk {path.nearest_oar_mm:.0f} mm; through {passes} mm"
+        )
+
+
 @app.command()
 def simulate(
     plan_file: Annotated[Path | None, typer.Argument(help="plan file (YAML or JSON)")] = None,

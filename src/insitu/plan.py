@@ -102,6 +102,9 @@ class Plan(_Strict):
     margin_mm: float = Field(default=5.0, ge=0.0, le=30.0)
     body_temperature_c: float = Field(default=37.0, ge=30.0, le=42.0)
     damage_model: str = Field(default="arrhenius:liver_comsol", description="criterion for the ablation zone")
+    guidance: Literal["ct", "us"] = Field(
+        default="ct", description="imaging guidance: CT (gantry tilt limit) or ultrasound (acoustic window)"
+    )
     steps: list[Step] = Field(min_length=1)
     schema_version: Literal[1] = 1
 
