@@ -108,6 +108,10 @@ def test_cli_simulate_writes_results(tmp_path, small_patient, run_cli):
     assert "peak_temperature_c" in out
     summary = json.loads((tmp_path / "results" / "summary.json").read_text())
     assert summary["steps"][0]["metrics"]["peak_temperature_c"] > 40.0
+    # the evaluation rides along: the cumulative coverage equals the step's own
+    targets = summary["evaluation"]["cumulative"]["targets"]
+    for name, target in targets.items():
+        assert target["coverage"] == pytest.approx(summary["steps"][0]["metrics"][f"coverage_{name}"], abs=1e-3)
     assert "step1_ablation_zone.nii.gz" in summary["files"]
     assert (tmp_path / "results" / "final_temperature_c.nii.gz").exists()
 

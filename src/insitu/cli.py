@@ -331,6 +331,23 @@ def simulate(
     for step in outcome.steps:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in step.metrics.items())
         console.print(f"  {step.label}: {metrics}")
+        for note in step.notes:
+            console.print(f"  [yellow]note:[/yellow] {escape(note)}")
+    _print_evaluation(json.loads((out / "summary.json").read_text(encoding="utf-8"))["evaluation"])
+
+
+def _print_evaluation(evaluation: dict) -> None:
+    """One line per target: coverage of the target and of target + margin, the minimal margin; healthy liver lost."""
+    cumulative = evaluation.get("cumulative") or {}
+    for name, target in (cumulative.get("targets") or {}).items():
+        margin = target.get("minimal_margin_mm")
+        margin_text = "no zone" if margin is None else f"{margin:+.1f} mm"
+        console.print(
+            f"  {name}: coverage {100 * target['coverage']:.1f} %, target + {evaluation['margin_mm']:g} mm "
+            f"{100 * target['margin_coverage']:.1f} %, minimal margin {margin_text}"
+        )
+    if cumulative:
+        console.print(f"  healthy tissue lost {cumulative.get('healthy_tissue_lost_total_ml', 0.0):.1f} mL")
 
 
 @app.command()

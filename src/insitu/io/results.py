@@ -39,7 +39,9 @@ def write_outcome(outcome: Outcome, path: str | os.PathLike[str]) -> Path:
                 array = values.astype(np.uint8) if values.dtype == bool else np.asarray(values, dtype=np.float32)
                 write_image(array, grid, tmp / rel)
                 files.append(rel)
-        summary = outcome.summary() | {"files": files}
+        from insitu.evaluation import evaluate
+
+        summary = outcome.summary() | {"evaluation": evaluate(outcome).summary(), "files": files}
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         (tmp / "plan.yaml").write_text(
             yaml.safe_dump(outcome.plan.model_dump(mode="json"), sort_keys=False), encoding="utf-8"
