@@ -11,6 +11,7 @@ lowered perfusion, which is how TACE followed by ablation gives a larger zone wi
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,13 +109,14 @@ def baseline_flow(tree: VesselTree, system: str) -> FlowSolution:
     return solve_flow(tree)
 
 
-_CACHE: dict[tuple[int, str], VascularBed] = {}
+_CACHE: weakref.WeakKeyDictionary[Patient, dict[str, VascularBed]] = weakref.WeakKeyDictionary()
 
 
 def vascular_bed(patient: Patient, system: str) -> VascularBed:
-    """The patient's bed for ``system`` (computed once per patient object: territories take ~1 s)."""
-    key = (id(patient), system)
-    bed = _CACHE.get(key)
+    """The patient's bed for ``system``, computed once per patient object (territories take ~1 s); the cache holds
+    the patient weakly, so a new patient never meets another's bed."""
+    beds = _CACHE.setdefault(patient, {})
+    bed = beds.get(system)
     if bed is not None and bed.domain.shape == patient.grid.shape:
         return bed
     tree = find_tree(patient, system)
@@ -126,9 +128,7 @@ def vascular_bed(patient: Patient, system: str) -> VascularBed:
         territories=assign_territories(tree, domain, patient.grid),
         domain=domain,
     )
-    if len(_CACHE) > 8:
-        _CACHE.clear()
-    _CACHE[key] = bed
+    beds[system] = bed
     return bed
 
 
