@@ -82,3 +82,27 @@ def test_cli_plan_writes_the_plan_or_nothing(tmp_path, run_cli, phantom):
     assert plan.steps[0].therapy == "rfa" and "tumor_1" in out
     code, _, err = run_cli("plan", tmp_path / "patient", "--therapy", "cryo", "--out", tmp_path / "cryo.yaml")
     assert code == 2 and "not available yet" in err and not (tmp_path / "cryo.yaml").exists()
+
+
+def test_cli_plan_simulate_report_chain(tmp_path, run_cli, phantom):
+    """The main job by hand: insitu plan → insitu simulate → insitu report, on a patient folder."""
+    import json
+
+    from insitu.io.patient_folder import save_patient
+
+    save_patient(phantom, tmp_path / "patient")
+    assert run_cli("plan", tmp_path / "patient", "--therapy", "rfa", "--out", tmp_path / "plan.yaml")[0] == 0
+    plan = yaml.safe_load((tmp_path / "plan.yaml").read_text())
+    plan["steps"][0]["protocol"]["duration_s"] = 90.0  # short: the chain, not the ablation, is under test
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan))
+    code, out, err = run_cli("simulate", tmp_path / "plan.yaml", "--out", tmp_path / "results")
+    assert code == 0, err
+    evaluation = json.loads((tmp_path / "results" / "summary.json").read_text())["evaluation"]
+    coverage = evaluation["cumulative"]["targets"]["tumor_1"]["coverage"]
+    assert 0.0 < coverage < 1.0 and f"coverage {100 * coverage:.1f} %" in out
+    code, out, err = run_cli("report", tmp_path / "results")
+    assert code == 0, err
+    html = (tmp_path / "results" / "report.html").read_text()
+    assert "https://" not in html and html.count("data:image/png") >= 3 and "tumor_1" in html
+    code, _, err = run_cli("report", tmp_path / "nowhere")
+    assert code == 2 and err.strip().count("\n") == 0

@@ -351,6 +351,28 @@ def _print_evaluation(evaluation: dict) -> None:
 
 
 @app.command()
+def report(
+    results: Annotated[Path, typer.Argument(help="results folder written by insitu simulate")],
+    out: Annotated[Path | None, typer.Option("--out", help="HTML file (default: RESULTS/report.html)")] = None,
+) -> None:
+    """Write a self-contained HTML report (plan, evaluation, slices, curves, histograms) of a results folder."""
+    from insitu.report.html import load_summary, write_report
+    from insitu.simulation import resolve_patient
+
+    load_summary(results)  # a missing or truncated summary fails here, before the patient is built
+    import yaml
+
+    from insitu.plan import plan_from_dict
+
+    plan = plan_from_dict(yaml.safe_load((results / "plan.yaml").read_text(encoding="utf-8")), "plan.yaml")
+    with _progress_bar() as bar:
+        bar.add_task("patient", total=None)
+        patient = resolve_patient(plan)
+    path = write_report(results, out, patient=patient)
+    console.print(f"report → {path}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="folder for the demo outputs")] = Path("insitu-demo"),
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
