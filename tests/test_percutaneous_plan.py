@@ -106,3 +106,20 @@ def test_cli_plan_simulate_report_chain(tmp_path, run_cli, phantom):
     assert "https://" not in html and html.count("data:image/png") >= 3 and "tumor_1" in html
     code, _, err = run_cli("report", tmp_path / "nowhere")
     assert code == 2 and err.strip().count("\n") == 0
+
+
+def test_cover_margin_proposes_overlapping_electrodes_on_safe_paths(phantom, monkeypatch):
+    import insitu.planning.placement as placement
+
+    # the surrogate's one-electrode zone, simulated once at 2 mm (the default 1 mm reference takes ~12 s)
+    reference = placement.reference_zone("rf-cooled-17g-30mm", {"duration_s": 720.0}, spacing_mm=2.0)
+    monkeypatch.setattr(placement, "reference_zone", lambda *args, **kwargs: reference)  # same physics, coarser grid
+    proposed = propose_plan(phantom, "phantom", "rfa", cover_margin=True)
+    steps = proposed.plan.steps
+    assert 1 <= len(steps) <= 3 and all(s.therapy == "rfa" for s in steps)
+    for step in steps:
+        tip, entry = np.asarray(step.placement.tip_mm), np.asarray(step.placement.entry_mm)
+        assert _bone_or_lung_on_segment(phantom, entry, tip) == []
+    with pytest.raises(InsituError, match="not available") as info:
+        propose_plan(phantom, "phantom", "mwa", cover_margin=True)
+    assert "\n" not in str(info.value)

@@ -260,6 +260,9 @@ def plan_command(
     target: Annotated[list[str] | None, typer.Option(help="target structure (repeat for several; default all)")] = None,
     margin_mm: Annotated[float, typer.Option(help="required ablative margin (mm)")] = 5.0,
     max_tilt_deg: Annotated[float | None, typer.Option(help="CT: largest tilt to the axial plane (°)")] = None,
+    cover_margin: Annotated[
+        bool, typer.Option("--cover-margin", help="RF: as many electrodes as target + margin needs (overlapping)")
+    ] = False,
 ) -> None:
     """Propose a plan: the applicator along the best safe path to each target (or the catheter planner for
     transcatheter steps), written as a plan file to review and run with `insitu simulate`."""
@@ -289,6 +292,7 @@ def plan_command(
         targets=list(target or []),
         margin_mm=margin_mm,
         max_tilt_deg=max_tilt_deg,
+        cover_margin=cover_margin,
     )
     document = proposed.plan.model_dump(mode="json", exclude_none=True)
     with atomic_file(out) as tmp:

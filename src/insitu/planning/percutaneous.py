@@ -62,8 +62,13 @@ def propose_plan(
     margin_mm: float = 5.0,
     protocol: dict[str, Any] | None = None,
     max_tilt_deg: float | None = None,
+    cover_margin: bool = False,
 ) -> ProposedPlan:
-    """A validated plan for ``therapy`` on ``patient`` (``patient_ref``: the folder or 'phantom' the plan names)."""
+    """A validated plan for ``therapy`` on ``patient`` (``patient_ref``: the folder or 'phantom' the plan names).
+
+    With ``cover_margin`` (RF only) each target gets as many electrodes (overlapping ablations, one step each) as the
+    placement search needs to cover target + ``margin_mm`` (planning/placement.py; a surrogate: run the plan to
+    confirm)."""
     if therapy not in DEFAULT_DEVICES:
         _tip_offset_mm(therapy, {})  # raises the one-line error naming what is available
     default, label, what = DEFAULT_DEVICES[therapy]
@@ -77,6 +82,21 @@ def propose_plan(
     alternatives: dict[str, list[Trajectory]] = {}
     if therapy in TRANSCATHETER_THERAPIES:
         steps.append({"therapy": therapy, "device": chosen.name, "placement": {"auto": True}, "protocol": protocol})
+    elif cover_margin:
+        if therapy != "rfa":
+            raise PlanError(
+                f"margin-covering placement is not available for {therapy} yet", "use it with --therapy rfa"
+            )
+        from insitu.planning.placement import plan_placement
+
+        for name in names:
+            result = plan_placement(
+                patient, name, device=chosen.name, protocol=protocol, margin_mm=margin_mm, guidance=guidance,
+                **({} if max_tilt_deg is None else {"max_tilt_deg": max_tilt_deg}),
+            )  # fmt: skip
+            chosen_paths[name] = result.electrodes[0].trajectory
+            alternatives[name] = [e.trajectory for e in result.electrodes[1:]]
+            steps.extend(result.steps(protocol))
     else:
         offset = _tip_offset_mm(therapy, chosen.parameters)
         for name in names:
