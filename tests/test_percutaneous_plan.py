@@ -68,8 +68,16 @@ def test_unavailable_therapy_and_unreachable_target_are_one_line_errors(phantom)
     with pytest.raises(InsituError, match="not available yet") as info:
         propose_plan(phantom, "phantom", "cryo")
     assert "\n" not in str(info.value)
-    with pytest.raises(InsituError, match="reach"):
-        propose_plan(phantom, "phantom", "rfa", device="rf-cooled-17g-30mm", max_tilt_deg=0.0, targets=["lymph_node_1"])
+    # a structure that is not a target is refused before any path is searched
+    with pytest.raises(InsituError, match="'lymph_node_1' has role oar"):
+        propose_plan(phantom, "phantom", "rfa", targets=["lymph_node_1"])
+    # a point with no skin within reach in its axial plane: with a 0° tilt limit the reasons are given as shares
+    from insitu.planning.trajectory import plan_trajectories
+
+    node = tuple(phantom.structure("lymph_node_1").centroid_mm)
+    with pytest.raises(InsituError, match=r"no CT-guided path .*tilted beyond 0°") as info:
+        plan_trajectories(phantom, node, guidance="ct", device="rf-cooled-17g-30mm", max_tilt_deg=0.0)
+    assert "\n" not in str(info.value)
 
 
 def test_cli_plan_writes_the_plan_or_nothing(tmp_path, run_cli, phantom):

@@ -15,6 +15,7 @@ from typing import Any
 from insitu.devices.catalog import TRANSCATHETER_THERAPIES, device_for
 from insitu.errors import PlanError
 from insitu.patient.patient import Patient
+from insitu.patient.structure import Role
 from insitu.plan import Plan, plan_from_dict
 from insitu.planning.trajectory import Trajectory, plan_trajectories
 
@@ -76,6 +77,10 @@ def propose_plan(
     names = targets or [s.name for s in patient.targets]
     if not names:
         patient.require_targets()
+    for name in names:  # the same rule simulate applies, before any path is searched
+        role = patient.structure(name).role
+        if role is not Role.TARGET:
+            raise PlanError(f"plan target {name!r} has role {role.value}", "name structures with role: target")
     protocol = {**DEFAULT_PROTOCOLS.get(therapy, {}), **(protocol or {})}
     steps: list[dict[str, Any]] = []
     chosen_paths: dict[str, Trajectory] = {}

@@ -95,7 +95,6 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
     result.metrics.update(
         {
             "portal_branch_node": float(node),
-            "portal_branch_dice": round(dice, 4) if np.isfinite(dice) else -1.0,
             "portal_embolized_ml": round(remnant.embolized_ml, 1),
             "portal_stasis_reached": float(emb.stasis_reached),
             "tumour_portal_embolized_fraction": round(both, 4),
@@ -107,6 +106,8 @@ def apply(state: TissueState, step: Step, context: StepContext) -> tuple[TissueS
             f"flr_ml_week_{protocol.growth_weeks:g}": round(float(growth.flr_ml[-1]), 1),
         }
     )
+    if np.isfinite(dice):  # a branch chosen by segments: how well its territory matches them
+        result.metrics["portal_branch_dice"] = round(dice, 4)
     if remnant.sflr is not None:
         result.metrics["sflr"] = round(remnant.sflr, 4)
         result.metrics["telv_ml"] = round(float(remnant.telv_ml), 1)

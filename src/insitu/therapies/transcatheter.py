@@ -56,7 +56,7 @@ NONTARGET_DROP = 0.5
 MAX_AUTO_TIPS = 3  # superselective injections the planner may use for one tumour (one per feeder)
 PK_SAMPLES = 241  # plasma curve samples over the observation window
 DEFAULT_OBSERVE_H = 24.0
-MIN_H = 60.0
+MIN_S = 60.0
 H_S = 3600.0
 
 
@@ -259,6 +259,13 @@ def _embolize_tips(
     return results, factor, share, min(1.0, injected / planned) if planned > 0 else 1.0
 
 
+def procedure_duration_s(protocol: dict, embolic: bool) -> float:
+    """How long the injection lasts: the planned embolic volume at its rate, or the infusion's duration."""
+    if embolic:
+        return MIN_S * float(protocol["embolic_volume_ml"]) / float(protocol["injection_rate_ml_min"])
+    return float(protocol.get("infusion_duration_s", 0.0))
+
+
 def arterial_delivery(
     state: TissueState, step: Step, context: StepContext, *, embolic: bool, drug: bool, carrier_name: str = "solution"
 ) -> ArterialDelivery:
@@ -311,11 +318,7 @@ def arterial_delivery(
         carrier = carrier_release(carrier_name)
         carrier.check_drug(name)
         dose = drug_protocol.dose_mg * fraction_delivered
-        duration = (
-            float(protocol.get("infusion_duration_s", 0.0))
-            if not embolic
-            else 60.0 * float(protocol["embolic_volume_ml"]) / float(protocol["injection_rate_ml_min"])
-        )
+        duration = procedure_duration_s(protocol, embolic)
         times = np.linspace(0.0, drug_protocol.observe_h * H_S, PK_SAMPLES)
         plasma = simulate_plasma(
             name, dose, times, route="hepatic_artery", carrier=carrier, injection_duration_s=duration
@@ -329,7 +332,10 @@ def arterial_delivery(
 
 
 def delivery_state(state: TissueState, delivery: ArterialDelivery, duration_s: float) -> TissueState:
-    """The new state: arterial perfusion scaled per territory, drug laid into the territories that received it."""
+    """The new state: arterial perfusion scaled per territory, drug laid into the territories that received it.
+
+    The drug is what the liver holds at the end of the plasma window (``observe_h``: still in the carrier, plus what
+    the first pass extracted); the state's clock advances by the procedure only."""
     new = with_flow_change(state, delivery.bed, delivery.flow_factor)
     if delivery.retained_by_terminal_mg is not None:
         volume = delivery.bed.territories.volume_ml
@@ -412,7 +418,7 @@ def delivery_metrics(
                 "drug_liver_mg": round(float(np.sum(drug_added[liver])) * voxel_ml, 3),
                 "drug_tumour_mean_ug_ml": round(1e3 * float(np.mean(drug_added[tumour])) if tumour.any() else 0.0, 3),
                 "plasma_cmax_ng_ml": round(plasma.cmax_ng_ml, 3),
-                "plasma_tmax_min": round(plasma.tmax_s / MIN_H, 2),
+                "plasma_tmax_min": round(plasma.tmax_s / MIN_S, 2),
                 "plasma_auc_ng_h_ml": round(plasma.auc_0_t_ng_h_ml, 3),
                 "plasma_auc_inf_ng_h_ml": round(plasma.auc_inf_ng_h_ml, 3),
             }
@@ -438,12 +444,7 @@ def arterial_step(
     """Run the arterial part of a transcatheter step: new state, step result, and the delivery record."""
     context.progress(step.therapy, 0.05, "catheter and vascular bed")
     delivery = arterial_delivery(state, step, context, embolic=embolic, drug=drug, carrier_name=carrier_name)
-    protocol = step.protocol
-    if embolic:
-        duration = 60.0 * float(protocol["embolic_volume_ml"]) / float(protocol["injection_rate_ml_min"])
-    else:
-        duration = float(protocol.get("infusion_duration_s", 0.0))
-    new = delivery_state(state, delivery, duration)
+    new = delivery_state(state, delivery, procedure_duration_s(step.protocol, embolic))
     targets = target_mask(context.patient, context.plan.targets)
     metrics, curves, fields = delivery_metrics(state, new, delivery, context.patient, targets)
     result = StepResult(index=0, therapy=step.therapy, label="", metrics=metrics, curves=curves, fields=fields)
